@@ -1,0 +1,1 @@
+//! Kamailio database schemas.

@@ -1,0 +1,429 @@
+//! The host's database service, as Kamailio's `db_func_t`: typed select / insert / update /
+//! delete / upsert with AND-ed conditions, transactions with table locks, and the `version`
+//! table check. The host renders each statement for the database behind the URL (SQLite,
+//! PostgreSQL, MySQL/MariaDB); modules never write SQL and never link a database driver.
+
+use std::ops::Deref;
+
+use abi_stable::std_types::{RErr, ROk, RString, RVec};
+
+use crate::ffi::{FfiDbCond, FfiDbOp, FfiDbResult, FfiDbValue};
+use crate::host::Host;
+use crate::Error;
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// Any integer column.
+    Int(i64),
+    /// Floating point.
+    Double(f64),
+    /// Text.
+    Str(String),
+    /// Binary.
+    Blob(Vec<u8>),
+    /// DATETIME / TIMESTAMP as seconds since the epoch (stored in local time, as Kamailio does).
+    DateTime(i64),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Self::Int(v.into())
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Str(v.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::Str(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Blob(v)
+    }
+}
+
+impl Value {
+    fn to_ffi(&self) -> FfiDbValue {
+        match self {
+            Value::Null => FfiDbValue::Null,
+            Value::Int(v) => FfiDbValue::Int(*v),
+            Value::Double(v) => FfiDbValue::Double(*v),
+            Value::Str(v) => FfiDbValue::Str(v.as_str().into()),
+            Value::Blob(v) => FfiDbValue::Blob(v.as_slice().into()),
+            Value::DateTime(v) => FfiDbValue::DateTime(*v),
+        }
+    }
+
+    fn from_ffi(v: FfiDbValue) -> Self {
+        match v {
+            FfiDbValue::Null => Value::Null,
+            FfiDbValue::Int(v) => Value::Int(v),
+            FfiDbValue::Double(v) => Value::Double(v),
+            FfiDbValue::Str(v) => Value::Str(v.into_string()),
+            FfiDbValue::Blob(v) => Value::Blob(v.into_vec()),
+            FfiDbValue::DateTime(v) => Value::DateTime(v),
+        }
+    }
+
+    /// The integer, if this is one (a DATETIME reads as its epoch seconds).
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) | Value::DateTime(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is text (a BLOB of UTF-8 also reads as text).
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(v) => Some(v),
+            Value::Blob(v) => std::str::from_utf8(v).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// A comparison in a WHERE clause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `=` (`IS NULL` for a NULL value).
+    Eq,
+    /// `<`
+    Lt,
+    /// `>`
+    Gt,
+    /// `<=`
+    Le,
+    /// `>=`
+    Ge,
+    /// `!=`
+    Ne,
+}
+
+/// One `column <op> value` condition; a statement's conditions are AND-ed.
+#[derive(Debug, Clone)]
+pub struct Cond {
+    column: String,
+    op: Op,
+    value: Value,
+}
+
+impl Cond {
+    /// `column = value`
+    pub fn eq(column: &str, value: impl Into<Value>) -> Self {
+        Self::new(column, Op::Eq, value)
+    }
+
+    /// `column <op> value`
+    pub fn new(column: &str, op: Op, value: impl Into<Value>) -> Self {
+        Self { column: column.to_string(), op, value: value.into() }
+    }
+
+    fn to_ffi(&self) -> FfiDbCond {
+        FfiDbCond {
+            column: self.column.as_str().into(),
+            op: match self.op {
+                Op::Eq => 0,
+                Op::Lt => 1,
+                Op::Gt => 2,
+                Op::Le => 3,
+                Op::Ge => 4,
+                Op::Ne => 5,
+            },
+            value: self.value.to_ffi(),
+        }
+    }
+}
+
+/// Rows a select returned.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    fn from_ffi(r: FfiDbResult) -> Self {
+        Self {
+            columns: r.columns.into_iter().map(RString::into_string).collect(),
+            rows: r.rows.into_iter().map(|row| row.into_iter().map(Value::from_ffi).collect()).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The column names.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Iterates over the rows.
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(move |values| Row { columns: &self.columns, values })
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> Option<Row<'_>> {
+        self.rows.get(i).map(|values| Row { columns: &self.columns, values })
+    }
+}
+
+/// One row, with values by column name.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    columns: &'a [String],
+    values: &'a [Value],
+}
+
+impl<'a> Row<'a> {
+    /// The value of `column` (case-insensitive), if the row has it.
+    pub fn get(&self, column: &str) -> Option<&'a Value> {
+        let i = self.columns.iter().position(|c| c.eq_ignore_ascii_case(column))?;
+        self.values.get(i)
+    }
+
+    /// `column` as an integer (0 when NULL or missing, as Kamailio's modules read them).
+    pub fn int(&self, column: &str) -> i64 {
+        self.get(column).and_then(Value::as_int).unwrap_or(0)
+    }
+
+    /// `column` as text ("" when NULL or missing).
+    pub fn str(&self, column: &str) -> &'a str {
+        self.get(column).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The values in column order.
+    pub fn values(&self) -> &'a [Value] {
+        self.values
+    }
+}
+
+/// A select statement under construction.
+#[derive(Debug)]
+pub struct Select<'a> {
+    exec: &'a Executor,
+    op: FfiDbOp,
+}
+
+impl Select<'_> {
+    /// Reads only these columns (default: all).
+    pub fn columns(mut self, columns: &[&str]) -> Self {
+        self.op.columns = columns.iter().map(|c| RString::from(*c)).collect();
+        self
+    }
+
+    /// Adds a WHERE condition.
+    pub fn filter(mut self, cond: Cond) -> Self {
+        self.op.conds.push(cond.to_ffi());
+        self
+    }
+
+    /// ORDER BY `column`.
+    pub fn order_by(mut self, column: &str) -> Self {
+        self.op.order_by = column.into();
+        self
+    }
+
+    /// LIMIT `n`.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.op.limit = n;
+        self
+    }
+
+    /// Runs it.
+    pub fn run(self) -> Result<Rows, Error> {
+        self.exec.exec(&self.op).map(Rows::from_ffi)
+    }
+}
+
+/// Runs statements, on the pool or inside a transaction.
+#[derive(Debug)]
+pub struct Executor {
+    host: Host,
+    db: u32,
+    tx: u64,
+}
+
+fn op(kind: u8, table: &str) -> FfiDbOp {
+    FfiDbOp {
+        kind,
+        table: table.into(),
+        columns: RVec::new(),
+        values: RVec::new(),
+        conds: RVec::new(),
+        key_columns: RVec::new(),
+        order_by: RString::new(),
+        limit: 0,
+    }
+}
+
+fn set_values(op: &mut FfiDbOp, values: &[(&str, Value)]) {
+    op.columns = values.iter().map(|(c, _)| RString::from(*c)).collect();
+    op.values = values.iter().map(|(_, v)| v.to_ffi()).collect();
+}
+
+impl Executor {
+    fn exec(&self, op: &FfiDbOp) -> Result<FfiDbResult, Error> {
+        match (self.host.vtable().db_exec())(self.db, self.tx, op) {
+            ROk(r) => Ok(r),
+            RErr(e) => Err(Error::new(e.into_string())),
+        }
+    }
+
+    /// `SELECT ... FROM table`, built with [`Select`]'s methods and [`Select::run`].
+    pub fn select(&self, table: &str) -> Select<'_> {
+        Select { exec: self, op: op(0, table) }
+    }
+
+    /// `INSERT INTO table (columns) VALUES (...)`; returns the rows inserted.
+    pub fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<u64, Error> {
+        let mut o = op(1, table);
+        set_values(&mut o, values);
+        self.exec(&o).map(|r| r.affected)
+    }
+
+    /// `UPDATE table SET ... WHERE conds`; returns the rows updated.
+    pub fn update(&self, table: &str, set: &[(&str, Value)], conds: &[Cond]) -> Result<u64, Error> {
+        let mut o = op(2, table);
+        set_values(&mut o, set);
+        o.conds = conds.iter().map(Cond::to_ffi).collect();
+        self.exec(&o).map(|r| r.affected)
+    }
+
+    /// `DELETE FROM table WHERE conds` (all rows when `conds` is empty); returns the rows deleted.
+    pub fn delete(&self, table: &str, conds: &[Cond]) -> Result<u64, Error> {
+        let mut o = op(3, table);
+        o.conds = conds.iter().map(Cond::to_ffi).collect();
+        self.exec(&o).map(|r| r.affected)
+    }
+
+    /// Inserts the row, or updates the other columns of the row whose unique key `key` matches.
+    pub fn upsert(&self, table: &str, key: &[&str], values: &[(&str, Value)]) -> Result<u64, Error> {
+        let mut o = op(4, table);
+        set_values(&mut o, values);
+        o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
+        self.exec(&o).map(|r| r.affected)
+    }
+
+    /// The `table_version` of `table` in Kamailio's `version` table, if it has a row.
+    pub fn table_version(&self, table: &str) -> Result<Option<i64>, Error> {
+        let r = self.exec(&op(5, table))?;
+        Ok(r.rows.first().and_then(|row| row.first()).and_then(|v| match v {
+            FfiDbValue::Int(v) => Some(*v),
+            _ => None,
+        }))
+    }
+
+    /// Refuses to go on unless `table` has version `expected`, as Kamailio's
+    /// `db_check_table_version`.
+    pub fn check_version(&self, table: &str, expected: i64) -> Result<(), Error> {
+        match self.table_version(table)? {
+            Some(v) if v == expected => Ok(()),
+            Some(v) => Err(Error::new(format!(
+                "table {table} has version {v}, expected {expected}: upgrade the schema (puahost db create) or point db_url at a matching database"
+            ))),
+            None => Err(Error::new(format!(
+                "table {table} has no row in the version table (expected version {expected}): create the schema with `puahost db create --url <db_url>`"
+            ))),
+        }
+    }
+}
+
+/// A database connection pool, shared by every module that opened the same URL.
+#[derive(Debug)]
+pub struct Db {
+    exec: Executor,
+}
+
+impl Db {
+    pub(crate) fn new(host: Host, db: u32) -> Self {
+        Self { exec: Executor { host, db, tx: 0 } }
+    }
+
+    /// Starts a transaction. `lock_tables` are write-locked until it ends where the database
+    /// has table locks (MySQL/MariaDB `LOCK TABLES`, PostgreSQL `LOCK TABLE ... EXCLUSIVE`);
+    /// SQLite takes its database write lock (`BEGIN IMMEDIATE`).
+    pub fn transaction(&self, lock_tables: &[&str]) -> Result<Transaction, Error> {
+        let tables: Vec<RString> = lock_tables.iter().map(|t| RString::from(*t)).collect();
+        match (self.exec.host.vtable().db_begin())(self.exec.db, tables.as_slice().into()) {
+            ROk(tx) => Ok(Transaction {
+                exec: Executor { host: self.exec.host, db: self.exec.db, tx },
+                done: false,
+            }),
+            RErr(e) => Err(Error::new(e.into_string())),
+        }
+    }
+}
+
+impl Deref for Db {
+    type Target = Executor;
+    fn deref(&self) -> &Executor {
+        &self.exec
+    }
+}
+
+/// A transaction; rolled back when dropped without [`Transaction::commit`].
+#[derive(Debug)]
+pub struct Transaction {
+    exec: Executor,
+    done: bool,
+}
+
+impl Transaction {
+    /// Commits it.
+    pub fn commit(mut self) -> Result<(), Error> {
+        self.end(true)
+    }
+
+    /// Rolls it back.
+    pub fn rollback(mut self) -> Result<(), Error> {
+        self.end(false)
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), Error> {
+        self.done = true;
+        match (self.exec.host.vtable().db_end())(self.exec.tx, commit) {
+            ROk(()) => Ok(()),
+            RErr(e) => Err(Error::new(e.into_string())),
+        }
+    }
+}
+
+impl Deref for Transaction {
+    type Target = Executor;
+    fn deref(&self) -> &Executor {
+        &self.exec
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.end(false);
+        }
+    }
+}
