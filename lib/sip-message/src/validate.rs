@@ -4,7 +4,7 @@
 use core::fmt;
 
 use crate::error::{HeaderError, HeaderErrorKind};
-use crate::headers::NameAddr;
+use crate::headers::{NameAddr, Via};
 use crate::message::Message;
 use crate::uri::{Scheme, SipUri};
 use crate::{HeaderName, Method};
@@ -177,8 +177,8 @@ impl<'a> Message<'a> {
     }
 
     /// Whether a reply (typically a 400 for a message failing [`Message::validate`]) can be
-    /// formed: the message is a request other than ACK, its top Via parses (the reply must be
-    /// routed back along it) and From, To, Call-ID and CSeq are each present, so that they can
+    /// formed: the message is a request other than ACK, the sent-by of its top Via parses (the
+    /// reply is routed back along it) and From, To, Call-ID and CSeq are each present, so that they can
     /// be copied. Their values need not parse: RFC 4475 §3.1.2.4 expects a 400 for a CSeq with
     /// an overlarge number. When this fails, the message must be dropped silently.
     pub fn check_replyable(&self) -> Result<(), ValidationError> {
@@ -187,7 +187,16 @@ impl<'a> Message<'a> {
             Some(Method::Ack) => return Err(ValidationError::IsAck),
             Some(_) => {}
         }
-        self.top_via()?;
+        // Only the sent-by of the top Via is needed to route the reply; broken parameters
+        // (RFC 4475 §3.1.2.1) still deserve a 400.
+        let (off, top) = self
+            .list(HeaderName::VIA)
+            .next()
+            .ok_or(HeaderError::missing(HeaderName::VIA))?;
+        let sent_by = top.split(|&b| b == b';').next().unwrap_or_default();
+        if Via::parse(sent_by).is_none() {
+            return Err(HeaderError::malformed(HeaderName::VIA, off).into());
+        }
         for name in [
             HeaderName::FROM,
             HeaderName::TO,
