@@ -134,7 +134,7 @@ fn content_length(head: &[u8]) -> Result<Option<u32>, FrameError> {
         }
         if is_cl {
             let rest = head.get(end..line_end).unwrap_or_default();
-            let rest = rest.strip_prefix_ws();
+            let rest = strip_leading_ws(rest);
             if let Some(value) = rest.strip_prefix(b":") {
                 let digits: &[u8] = crate::scan::trim_lws(value);
                 let n = parse_u32(digits).ok_or(FrameError::BadContentLength)?;
@@ -149,18 +149,10 @@ fn content_length(head: &[u8]) -> Result<Option<u32>, FrameError> {
     Ok(found)
 }
 
-trait StripWs {
-    fn strip_prefix_ws(&self) -> &Self;
-}
-
-impl StripWs for [u8] {
-    fn strip_prefix_ws(&self) -> &[u8] {
-        let n = self
-            .iter()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
-        self.get(n..).unwrap_or_default()
-    }
+/// Drops leading SP/HTAB (the whitespace RFC 3261 allows before the colon).
+fn strip_leading_ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    s.get(n..).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! every invalid message of §3.1.2 must be refused by `parse` or by `validate` (the table says
 //! which); the §3.2-§3.4 messages are classified too. Nothing may panic.
 
+mod common;
+
 use std::borrow::Cow;
+
+use common::exercise;
 
 use sip_message::headers::{Contact, SubState};
 use sip_message::uri::{Host, Scheme};
@@ -128,55 +132,6 @@ fn nothing_panics_on_any_prefix() {
             }
         }
     }
-}
-
-/// Calls every accessor (results ignored): nothing may panic.
-pub fn exercise(m: &Message<'_>) {
-    let _ = m.validate();
-    let _ = m.check_replyable();
-    let _ = (
-        m.method(),
-        m.request_uri(),
-        m.status_code(),
-        m.reason(),
-        m.body(),
-    );
-    for v in m.vias().flatten() {
-        let _ = (v.branch(), v.received_ip(), v.rport(), v.host().ip());
-    }
-    for r in [m.from(), m.to()].into_iter().flatten() {
-        let _ = (
-            r.display_name_unescaped(),
-            r.uri().map(|u| u.user_unescaped()),
-            r.tag(),
-        );
-    }
-    let _ = (
-        m.call_id(),
-        m.cseq(),
-        m.expires(),
-        m.min_expires(),
-        m.max_forwards(),
-    );
-    for c in m.contacts().flatten() {
-        if let Some(a) = c.address() {
-            let _ = (a.expires(), a.q(), a.uri());
-        }
-    }
-    let _ = (
-        m.event(),
-        m.subscription_state(),
-        m.sip_etag(),
-        m.sip_if_match(),
-    );
-    let _ = (
-        m.allow_events().count(),
-        m.routes().count(),
-        m.record_routes().count(),
-    );
-    let _ = (m.content_type(), m.content_length(), m.refer_to());
-    let mut out = Vec::new();
-    let _ = sip_message::write_reply(&mut out, m, 400, "Bad Request", &Default::default());
 }
 
 // ---- 3.1.1 Valid messages ----------------------------------------------------------------

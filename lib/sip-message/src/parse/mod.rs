@@ -122,15 +122,10 @@ pub fn parse(buf: &[u8]) -> Result<ParsedMessage, ParseError> {
     let mut headers = SmallVec::new();
     let body_start = head::parse_headers(buf, after_start, &mut headers)?;
     let body_end = match head::content_length(buf, &headers)? {
-        Some(len) => {
-            let end = body_start
-                .checked_add(len as usize)
-                .filter(|&e| e <= buf.len())
-                .ok_or_else(|| {
-                    ParseError::new(ParseErrorKind::ContentLengthTooLarge, body_start)
-                })?;
-            end
-        }
+        Some(len) => body_start
+            .checked_add(len as usize)
+            .filter(|&e| e <= buf.len())
+            .ok_or_else(|| ParseError::new(ParseErrorKind::ContentLengthTooLarge, body_start))?,
         None => buf.len(),
     };
     Ok(ParsedMessage {
