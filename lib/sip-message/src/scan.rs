@@ -143,13 +143,19 @@ impl<'a> Iterator for CommaSplit<'a> {
         }
         let start = self.pos;
         let mut i = start;
-        let mut in_angle = false;
         loop {
+            // Jump to the next byte that matters instead of matching every byte.
+            let Some(k) = self
+                .s
+                .get(i..)
+                .and_then(|r| memchr::memchr3(b',', b'"', b'<', r))
+            else {
+                i = self.s.len();
+                self.done = true;
+                break;
+            };
+            i += k;
             match self.s.get(i) {
-                None => {
-                    self.done = true;
-                    break;
-                }
                 Some(b'"') => match take_quoted(self.s, i) {
                     Some(end) => i = end,
                     None => {
@@ -159,16 +165,16 @@ impl<'a> Iterator for CommaSplit<'a> {
                         break;
                     }
                 },
-                Some(b'<') => {
-                    in_angle = true;
-                    i += 1;
-                }
-                Some(b'>') => {
-                    in_angle = false;
-                    i += 1;
-                }
-                Some(b',') if !in_angle => break,
-                Some(_) => i += 1,
+                Some(b'<') => match self.s.get(i..).and_then(|r| memchr::memchr(b'>', r)) {
+                    Some(gt) => i += gt + 1,
+                    None => {
+                        // Unclosed '<': the rest is one (malformed) element.
+                        i = self.s.len();
+                        self.done = true;
+                        break;
+                    }
+                },
+                _ => break, // ','
             }
         }
         self.pos = i + 1;

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use super::params::{Params, take_params};
+use super::params::Params;
 use crate::scan::{self, skip_lws, take_token};
 use crate::uri::Host;
 
@@ -74,37 +74,32 @@ impl<'a> Via<'a> {
         } else {
             pos = host_end;
         }
-        let (params, end) = take_params(s, pos)?;
+        // Validate the parameters in the same pass that checks the ones this crate reads.
+        let params_start = skip_lws(s, pos);
+        let mut p = pos;
+        while let Some((param, next)) = scan::next_param(s, p).ok()? {
+            if !param_is_sane(param.name, param.value) {
+                return None;
+            }
+            p = next;
+        }
+        let end = skip_lws(s, p);
         if end != s.len() {
             return None;
         }
-        let via = Via {
+        let raw = if s.get(params_start) == Some(&b';') {
+            scan::trim_lws(s.get(params_start..end)?)
+        } else {
+            &[]
+        };
+        Some(Via {
             protocol_name,
             protocol_version,
             transport,
             host,
             port,
-            params,
-        };
-        via.params_are_sane().then_some(via)
-    }
-
-    /// Checks the parameters whose syntax this crate interprets.
-    fn params_are_sane(&self) -> bool {
-        let rport_ok = match self.params.get("rport") {
-            None | Some(None) => true,
-            Some(Some(v)) => v.len() <= 5 && v.parse::<u16>().is_ok(),
-        };
-        let received_ok = match self.params.get("received") {
-            None => true,
-            Some(None) => false,
-            Some(Some(_)) => self.received_ip().is_some(),
-        };
-        let ttl_ok = match self.params.get("ttl") {
-            None => true,
-            Some(v) => v.and_then(|t| t.parse::<u8>().ok()).is_some(),
-        };
-        rport_ok && received_ok && ttl_ok
+            params: Params::new(raw),
+        })
     }
 
     /// `SIP` in `SIP/2.0/UDP`.
@@ -149,16 +144,7 @@ impl<'a> Via<'a> {
 
     /// The `received` parameter as an address.
     pub fn received_ip(&self) -> Option<IpAddr> {
-        let r = self.received()?;
-        let inner = r
-            .strip_prefix('[')
-            .and_then(|x| x.strip_suffix(']'))
-            .unwrap_or(r);
-        if inner.contains(':') {
-            Host::Ipv6(inner).ip()
-        } else {
-            Host::Ipv4(inner).ip()
-        }
+        received_ip(self.received()?)
     }
 
     /// The `rport` parameter: `None` if absent, `Some(None)` if present without value (a request
@@ -185,6 +171,35 @@ impl<'a> Via<'a> {
     /// Whether the branch carries the RFC 3261 magic cookie `z9hG4bK`.
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+    }
+}
+
+/// Checks the syntax of the parameters this crate interprets (`rport`, `received`, `ttl`).
+fn param_is_sane(name: &[u8], value: Option<&[u8]>) -> bool {
+    let small_number = |v: &[u8], digits: usize, max: u32| {
+        v.len() <= digits && scan::parse_u32(v).is_some_and(|n| n <= max)
+    };
+    if name.eq_ignore_ascii_case(b"rport") {
+        value.is_none_or(|v| small_number(v, 5, 65535))
+    } else if name.eq_ignore_ascii_case(b"received") {
+        value.and_then(scan::utf8).and_then(received_ip).is_some()
+    } else if name.eq_ignore_ascii_case(b"ttl") {
+        value.is_some_and(|v| small_number(v, 3, 255))
+    } else {
+        true
+    }
+}
+
+/// A `received` value as an address, with or without `[]` around IPv6 (RFC 5118 §4.5).
+fn received_ip(r: &str) -> Option<IpAddr> {
+    let inner = r
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(r);
+    if inner.contains(':') {
+        Host::Ipv6(inner).ip()
+    } else {
+        Host::Ipv4(inner).ip()
     }
 }
 

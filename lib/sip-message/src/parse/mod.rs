@@ -295,6 +295,21 @@ mod tests {
         );
     }
 
+    /// The index crosses the plugin ABI: its layout is part of the contract.
+    #[test]
+    fn abi_layout_is_stable() {
+        use core::mem::{align_of, offset_of, size_of};
+        assert_eq!(size_of::<HeaderName>(), 2);
+        assert_eq!(size_of::<HeaderEntry>(), 20);
+        assert_eq!(align_of::<HeaderEntry>(), 4);
+        assert_eq!(offset_of!(HeaderEntry, name_start), 4);
+        assert_eq!(offset_of!(HeaderEntry, value_end), 16);
+        assert_eq!(size_of::<StartLine>(), 36);
+        assert_eq!(offset_of!(StartLine, status_code), 2);
+        assert_eq!(offset_of!(StartLine, method_start), 4);
+        assert_eq!(offset_of!(StartLine, reason_end), 32);
+    }
+
     #[test]
     fn many_headers_spill_to_heap() {
         let mut m = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
