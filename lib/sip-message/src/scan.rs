@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 /// `token` characters: alphanum and `-.!%*_+`'~`.
+#[allow(clippy::indexing_slicing)] // compile-time loop over 0..256
 const TOKEN: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
@@ -26,6 +27,7 @@ const TOKEN: [bool; 256] = {
 
 /// Whether `b` may appear in a `token`.
 #[inline]
+#[allow(clippy::indexing_slicing)] // a u8 always indexes a 256-entry table
 pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
