@@ -190,6 +190,23 @@ pub mod __private {
     }
 
     pub use abi_stable::library::{LibHeader as Header, RootModuleResult as RootResult};
+
+    /// Name of the symbol that carries the plugin-api version a plugin was built against, as a
+    /// NUL-padded byte array whose layout cannot change; the host reads it to name both versions
+    /// when it refuses a plugin whose root module it cannot read.
+    pub const VERSION_SYMBOL: &str = "puahost_plugin_api_version";
+
+    /// The plugin-api version as a NUL-padded 32-byte array.
+    pub const VERSION_BYTES: [u8; 32] = {
+        let v = crate::ffi::PLUGIN_API_VERSION.as_bytes();
+        let mut out = [0u8; 32];
+        let mut i = 0;
+        while i < v.len() && i < 31 {
+            out[i] = v[i];
+            i += 1;
+        }
+        out
+    };
 }
 
 /// Exports a [`Module`] type as this cdylib's plugin. Use it once, at the crate root:
@@ -211,6 +228,10 @@ macro_rules! export_module {
             }
             $crate::__private::lib_header(constructor)
         };
+
+        #[doc(hidden)]
+        #[unsafe(export_name = "puahost_plugin_api_version")]
+        pub static PUAHOST_PLUGIN_API_VERSION: [u8; 32] = $crate::__private::VERSION_BYTES;
     };
 }
 

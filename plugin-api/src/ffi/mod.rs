@@ -23,4 +23,4 @@ pub use callback::FfiCallback;
 pub use db::{FfiDbCond, FfiDbOp, FfiDbResult, FfiDbValue};
 pub use root::*;
 
-pub use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+pub use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RSome, RStr, RString, RVec};

@@ -1,0 +1,237 @@
+//! Runs rendered statements on the three drivers and decodes rows into [`FfiDbValue`]s.
+
+use abi_stable::std_types::{RString, RVec};
+use db_schema::Dialect;
+use plugin_api::ffi::{FfiDbResult, FfiDbValue};
+use sqlx::pool::PoolConnection;
+use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
+
+use super::dialect::{Bind, SELECT, TABLE_INFO, VERSION, local_to_epoch};
+
+#[derive(Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+}
+
+/// A connection held by an open transaction.
+pub enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+    Mysql(PoolConnection<MySql>),
+}
+
+/// Binds `binds` to a query of any of the three drivers.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                Bind::Int(v) => q.bind(v),
+                Bind::Double(v) => q.bind(v),
+                Bind::Str(v) => q.bind(v),
+                Bind::Blob(v) => q.bind(v),
+                Bind::DateTime(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs one statement on an executor (pool or connection) and collects its result.
+macro_rules! run_on {
+    ($exec:expr, $sql:expr, $binds:expr, $kind:expr, $decode:path) => {{
+        let q = bind_all!(sqlx::query(sqlx::AssertSqlSafe($sql)), $binds);
+        if $kind == SELECT || $kind == VERSION || $kind == TABLE_INFO {
+            let rows = q.fetch_all($exec).await?;
+            let mut out = FfiDbResult::default();
+            if let Some(first) = rows.first() {
+                out.columns = first.columns().iter().map(|c| RString::from(c.name())).collect();
+            }
+            out.rows = rows.iter().map($decode).collect::<Result<RVec<_>, sqlx::Error>>()?;
+            Ok(out)
+        } else {
+            let done = q.execute($exec).await?;
+            Ok(FfiDbResult { affected: done.rows_affected(), ..Default::default() })
+        }
+    }};
+}
+
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i)?;
+            if raw.is_null() {
+                return Ok(FfiDbValue::Null);
+            }
+            // SQLite DATETIME columns hold text; DbService converts them per table afterwards.
+            let stored = raw.type_info().name().to_ascii_uppercase();
+            Ok(match stored.as_str() {
+                "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => FfiDbValue::Int(row.try_get::<i64, _>(i)?),
+                "REAL" | "NUMERIC" => FfiDbValue::Double(row.try_get::<f64, _>(i)?),
+                "BLOB" => FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into()),
+                _ => FfiDbValue::Str(row.try_get::<String, _>(i)?.into()),
+            })
+        })
+        .collect()
+}
+
+fn pg_row(row: &sqlx::postgres::PgRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
+    (0..row.len())
+        .map(|i| {
+            if row.try_get_raw(i)?.is_null() {
+                return Ok(FfiDbValue::Null);
+            }
+            Ok(match row.column(i).type_info().name() {
+                "INT2" => FfiDbValue::Int(row.try_get::<i16, _>(i)?.into()),
+                "INT4" => FfiDbValue::Int(row.try_get::<i32, _>(i)?.into()),
+                "INT8" => FfiDbValue::Int(row.try_get::<i64, _>(i)?),
+                "BOOL" => FfiDbValue::Int(row.try_get::<bool, _>(i)?.into()),
+                "FLOAT4" => FfiDbValue::Double(row.try_get::<f32, _>(i)?.into()),
+                "FLOAT8" => FfiDbValue::Double(row.try_get::<f64, _>(i)?),
+                "BYTEA" => FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into()),
+                "TIMESTAMP" => FfiDbValue::DateTime(local_to_epoch(row.try_get::<chrono::NaiveDateTime, _>(i)?)),
+                "TIMESTAMPTZ" => FfiDbValue::DateTime(row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?.timestamp()),
+                _ => FfiDbValue::Str(row.try_get::<String, _>(i)?.into()),
+            })
+        })
+        .collect()
+}
+
+fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
+    (0..row.len())
+        .map(|i| {
+            if row.try_get_raw(i)?.is_null() {
+                return Ok(FfiDbValue::Null);
+            }
+            let ty = row.column(i).type_info().name().to_ascii_uppercase();
+            Ok(match ty.as_str() {
+                t if t.ends_with("UNSIGNED") && (t.contains("INT")) => {
+                    FfiDbValue::Int(i64::try_from(row.try_get::<u64, _>(i)?).unwrap_or(i64::MAX))
+                }
+                "TINYINT" => FfiDbValue::Int(row.try_get::<i8, _>(i)?.into()),
+                "SMALLINT" => FfiDbValue::Int(row.try_get::<i16, _>(i)?.into()),
+                "INT" | "MEDIUMINT" => FfiDbValue::Int(row.try_get::<i32, _>(i)?.into()),
+                "BIGINT" => FfiDbValue::Int(row.try_get::<i64, _>(i)?),
+                "BOOLEAN" => FfiDbValue::Int(row.try_get::<bool, _>(i)?.into()),
+                "FLOAT" => FfiDbValue::Double(row.try_get::<f32, _>(i)?.into()),
+                "DOUBLE" => FfiDbValue::Double(row.try_get::<f64, _>(i)?),
+                "DATETIME" | "TIMESTAMP" => FfiDbValue::DateTime(local_to_epoch(row.try_get::<chrono::NaiveDateTime, _>(i)?)),
+                t if t.contains("BLOB") || t.contains("BINARY") => FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into()),
+                _ => FfiDbValue::Str(row.try_get::<String, _>(i)?.into()),
+            })
+        })
+        .collect()
+}
+
+impl Pool {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn run(&self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
+        let sql = sql.to_string();
+        match self {
+            Pool::Sqlite(p) => run_on!(p, sql, binds, kind, sqlite_row),
+            Pool::Postgres(p) => run_on!(p, sql, binds, kind, pg_row),
+            Pool::Mysql(p) => run_on!(p, sql, binds, kind, mysql_row),
+        }
+    }
+
+    /// Runs one DDL statement (no binds).
+    pub async fn execute_script(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let q = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()));
+        match self {
+            Pool::Sqlite(p) => q.execute(p).await.map(drop),
+            Pool::Postgres(p) => q.execute(p).await.map(drop),
+            Pool::Mysql(p) => q.execute(p).await.map(drop),
+        }
+    }
+
+    /// Takes a connection and starts a transaction on it, locking `tables` for writing:
+    /// SQLite's `BEGIN IMMEDIATE` takes the database write lock; PostgreSQL locks each table
+    /// EXCLUSIVE (reads still go on); MySQL/MariaDB does what Kamailio's db_mysql does
+    /// (`SET autocommit=0` then `LOCK TABLES ... WRITE`).
+    pub async fn begin(&self, tables: &[&str]) -> Result<Conn, sqlx::Error> {
+        async fn exec<'c, E: sqlx::Executor<'c>>(e: E, sql: String) -> Result<(), sqlx::Error> {
+            e.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map(drop)
+        }
+        match self {
+            Pool::Sqlite(p) => {
+                let mut c = p.acquire().await?;
+                exec(&mut *c, "BEGIN IMMEDIATE".into()).await?;
+                Ok(Conn::Sqlite(c))
+            }
+            Pool::Postgres(p) => {
+                let mut c = p.acquire().await?;
+                exec(&mut *c, "BEGIN".into()).await?;
+                for t in tables {
+                    exec(&mut *c, format!("LOCK TABLE \"{t}\" IN EXCLUSIVE MODE")).await?;
+                }
+                Ok(Conn::Postgres(c))
+            }
+            Pool::Mysql(p) => {
+                let mut c = p.acquire().await?;
+                exec(&mut *c, "SET autocommit=0".into()).await?;
+                if tables.is_empty() {
+                    exec(&mut *c, "START TRANSACTION".into()).await?;
+                } else {
+                    let list: Vec<String> = tables.iter().map(|t| format!("`{t}` WRITE")).collect();
+                    exec(&mut *c, format!("LOCK TABLES {}", list.join(", "))).await?;
+                }
+                Ok(Conn::Mysql(c))
+            }
+        }
+    }
+}
+
+impl Conn {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+            Conn::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn run(&mut self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
+        let sql = sql.to_string();
+        match self {
+            Conn::Sqlite(c) => run_on!(&mut **c, sql, binds, kind, sqlite_row),
+            Conn::Postgres(c) => run_on!(&mut **c, sql, binds, kind, pg_row),
+            Conn::Mysql(c) => run_on!(&mut **c, sql, binds, kind, mysql_row),
+        }
+    }
+
+    pub async fn end(self, commit: bool) -> Result<(), sqlx::Error> {
+        let verb = if commit { "COMMIT" } else { "ROLLBACK" };
+        let q = |s: &str| sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()));
+        match self {
+            Conn::Sqlite(mut c) => q(verb).execute(&mut *c).await.map(drop),
+            Conn::Postgres(mut c) => q(verb).execute(&mut *c).await.map(drop),
+            Conn::Mysql(mut c) => {
+                let r = q(verb).execute(&mut *c).await.map(drop);
+                // Release the locks and restore autocommit even when the COMMIT failed, so the
+                // pooled connection is clean for its next user.
+                let _ = q("UNLOCK TABLES").execute(&mut *c).await;
+                let _ = q("SET autocommit=1").execute(&mut *c).await;
+                r
+            }
+        }
+    }
+}
+
+impl Pool {
+    pub async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+            Pool::Mysql(p) => p.close().await,
+        }
+    }
+}

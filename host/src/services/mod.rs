@@ -1,0 +1,217 @@
+//! The services the host offers modules, behind the `HostVTable` every module gets at init.
+//!
+//! The vtable's functions are plain `extern "C"` functions, so they reach the running host
+//! through one process-wide [`HostState`]. Each of them catches panics of its own, because a
+//! panic unwinding out of an `extern "C"` function aborts the process.
+
+mod apis;
+pub mod metrics;
+pub mod timers;
+pub mod workers;
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::std_types::{RErr, ROk, RResult, RSlice, RStr, RString};
+use plugin_api::ffi::{FfiApi, FfiCallback, FfiDbOp, FfiDbResult, FfiMetric, FfiRpcResult, HostRef, HostVTable};
+
+pub use apis::ApiRegistry;
+use metrics::Metrics;
+use timers::Timers;
+use workers::WorkerPool;
+
+use crate::db::DbService;
+use crate::logging::LogControl;
+use crate::rpc::Rpc;
+
+/// Everything a running host shares between its I/O threads, its workers and its modules.
+pub struct HostState {
+    pub workers: Arc<WorkerPool>,
+    pub timers: Timers,
+    pub metrics: Metrics,
+    pub apis: ApiRegistry,
+    pub rpc: Rpc,
+    pub db: DbService,
+    pub log: LogControl,
+    pub config_dir: PathBuf,
+    pub counters: HostCounters,
+}
+
+/// The host's own counters.
+pub struct HostCounters {
+    pub rpc_requests: &'static AtomicU64,
+    pub rpc_faults: &'static AtomicU64,
+    pub module_errors: &'static AtomicU64,
+}
+
+impl HostCounters {
+    pub fn register(m: &Metrics) -> Self {
+        let c = |name, help| m.counter("", name, help).expect("valid built-in metric name");
+        Self {
+            rpc_requests: c("rpc_requests", "RPC requests received over every transport"),
+            rpc_faults: c("rpc_faults", "RPC requests answered with a fault"),
+            module_errors: c("module_errors", "errors and panics returned by module entry points"),
+        }
+    }
+}
+
+static STATE: OnceLock<Arc<HostState>> = OnceLock::new();
+
+/// Makes `state` the running host. Called once, before any module is initialised.
+pub fn install(state: Arc<HostState>) -> Arc<HostState> {
+    let _ = STATE.set(state);
+    STATE.get().expect("just set").clone()
+}
+
+/// The running host, when there is one (not during `puahost check` or `params`).
+pub fn state() -> Option<&'static Arc<HostState>> {
+    STATE.get()
+}
+
+/// Counts an error a module returned (the caller logs it).
+pub fn plugin_error() {
+    if let Some(s) = state() {
+        s.counters.module_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The vtable handed to every module's `init`.
+pub fn vtable() -> HostRef {
+    static VT: OnceLock<HostRef> = OnceLock::new();
+    *VT.get_or_init(|| {
+        HostVTable {
+            host_version: RStr::from_str(crate::VERSION),
+            log,
+            log_level,
+            counter,
+            gauge,
+            timer_start,
+            timer_cancel,
+            run_on_worker,
+            api_export,
+            api_bind,
+            rpc_reply,
+            db_open,
+            db_exec,
+            db_begin,
+            db_end,
+            config_dir,
+        }
+        .leak_into_prefix()
+    })
+}
+
+/// Runs `f` with the host state, turning a missing host or a panic into an error string.
+fn with_state<T>(what: &str, f: impl FnOnce(&'static Arc<HostState>) -> Result<T, String>) -> RResult<T, RString> {
+    let result = catch_unwind(AssertUnwindSafe(|| match state() {
+        Some(s) => f(s),
+        None => Err(format!("{what}: the host is not running")),
+    }));
+    match result {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(e.into()),
+        Err(_) => RErr(format!("{what}: internal error in the host (panic); see the log").into()),
+    }
+}
+
+extern "C" fn log(module: RStr<'_>, level: u8, target: RStr<'_>, message: RStr<'_>) {
+    let _ = catch_unwind(|| crate::logging::module_record(module.as_str(), level, target.as_str(), message.as_str()));
+}
+
+extern "C" fn log_level() -> u8 {
+    state().map_or(2, |s| s.log.module_level())
+}
+
+extern "C" fn counter(module: RStr<'_>, name: RStr<'_>, help: RStr<'_>) -> RResult<FfiMetric, RString> {
+    with_state("counter", |s| {
+        s.metrics.counter(module.as_str(), name.as_str(), help.as_str()).map(|c| FfiMetric { cell: c as *const _ as *const c_void })
+    })
+}
+
+extern "C" fn gauge(module: RStr<'_>, name: RStr<'_>, help: RStr<'_>) -> RResult<FfiMetric, RString> {
+    with_state("gauge", |s| {
+        s.metrics.gauge(module.as_str(), name.as_str(), help.as_str()).map(|c| FfiMetric { cell: c as *const _ as *const c_void })
+    })
+}
+
+extern "C" fn timer_start(module: RStr<'_>, name: RStr<'_>, first_ms: u64, interval_ms: u64, callback: FfiCallback) -> RResult<u64, RString> {
+    with_state("timer", move |s| {
+        let interval = (interval_ms > 0).then(|| Duration::from_millis(interval_ms));
+        Ok(s.timers.start(module.to_string(), name.to_string(), Duration::from_millis(first_ms), interval, callback))
+    })
+}
+
+extern "C" fn timer_cancel(id: u64) {
+    let _ = catch_unwind(|| {
+        if let Some(s) = state() {
+            s.timers.cancel(id);
+        }
+    });
+}
+
+extern "C" fn run_on_worker(module: RStr<'_>, callback: FfiCallback) {
+    let module = module.to_string();
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        if let Some(s) = state() {
+            s.workers.submit(Box::new(move || {
+                if let RErr(e) = callback.call() {
+                    tracing::error!(%module, "queued callback failed: {}", e.message);
+                    plugin_error();
+                }
+            }));
+        }
+    }));
+}
+
+extern "C" fn api_export(module: RStr<'_>, name: RStr<'_>, version: u32, api: FfiApi) -> RResult<(), RString> {
+    // SAFETY: `api` was built by `plugin_api::Host::export` from a `'static` vtable and the
+    // `'static` layout of its type.
+    with_state("export", |s| unsafe { s.apis.export(module.as_str(), name.as_str(), version, api.layout, api.vtable) })
+}
+
+extern "C" fn api_bind(module: RStr<'_>, name: RStr<'_>, version: u32, expected: *const c_void) -> RResult<*const c_void, RString> {
+    // SAFETY: `expected` is the `'static` layout `plugin_api::Host::bind` passes.
+    with_state("bind", |s| unsafe { s.apis.bind(module.as_str(), name.as_str(), version, expected) })
+}
+
+extern "C" fn rpc_reply(token: u64, result: FfiRpcResult) {
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        if let Some(s) = state() {
+            s.rpc.complete(token, result);
+        }
+    }));
+}
+
+extern "C" fn db_open(module: RStr<'_>, url: RStr<'_>) -> RResult<u32, RString> {
+    with_state("database", |s| s.db.open(module.as_str(), url.as_str()))
+}
+
+extern "C" fn db_exec(db: u32, tx: u64, op: &FfiDbOp) -> RResult<FfiDbResult, RString> {
+    with_state("database", |s| s.db.exec(db, tx, op))
+}
+
+extern "C" fn db_begin(db: u32, lock_tables: RSlice<'_, RString>) -> RResult<u64, RString> {
+    with_state("database", |s| {
+        let tables: Vec<&str> = lock_tables.iter().map(|t| t.as_str()).collect();
+        s.db.begin(db, &tables)
+    })
+}
+
+extern "C" fn db_end(tx: u64, commit: bool) -> RResult<(), RString> {
+    with_state("database", |s| s.db.end(tx, commit))
+}
+
+extern "C" fn config_dir() -> RString {
+    state().map_or_else(RString::new, |s| s.config_dir.to_string_lossy().into_owned().into())
+}
+
+/// API names each module declares it exports, for the registry.
+pub fn declared_exports(modules: &[crate::loader::LoadedModule]) -> HashMap<String, Vec<String>> {
+    modules.iter().map(|m| (m.name.clone(), m.info.exports.iter().map(|e| e.to_string()).collect())).collect()
+}
