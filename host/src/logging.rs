@@ -16,6 +16,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 use crate::config::LogTarget;
 
 type Output = Box<dyn Layer<Registry> + Send + Sync>;
+/// Pushes a new module level to every plugin.
+type LevelListener = Box<dyn Fn(u8) + Send + Sync>;
 type FilterHandle = reload::Handle<EnvFilter, tracing_subscriber::layer::Layered<Output, Registry>>;
 
 /// Changes the log filter at run time.
@@ -25,7 +27,7 @@ pub struct LogControl {
     /// The level modules filter on: 0 = error .. 4 = trace.
     module_level: AtomicU8,
     /// Called with the new module level, to push it to every plugin.
-    on_change: Mutex<Option<Box<dyn Fn(u8) + Send + Sync>>>,
+    on_change: Mutex<Option<LevelListener>>,
 }
 
 fn level_of(filter: &EnvFilter) -> u8 {
@@ -69,25 +71,42 @@ impl LogControl {
         let module_level = level_of(&filter);
         let (filter, handle) = reload::Layer::new(filter);
         let output: Output = match target {
-            LogTarget::Stderr => Box::new(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
-            LogTarget::Journald => Box::new(tracing_journald::layer().map_err(|e| anyhow::anyhow!("cannot reach journald: {e}"))?),
+            LogTarget::Stderr => {
+                let ansi =
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+                Box::new(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            }
+            LogTarget::Journald => {
+                Box::new(tracing_journald::layer().map_err(|e| anyhow::anyhow!("cannot reach journald: {e}"))?)
+            }
             LogTarget::Syslog => {
                 let identity = c"puahost";
-                let syslog = syslog_tracing::Syslog::new(identity, Default::default(), syslog_tracing::Facility::Daemon)
-                    .ok_or_else(|| anyhow::anyhow!("cannot open syslog"))?;
+                let syslog =
+                    syslog_tracing::Syslog::new(identity, Default::default(), syslog_tracing::Facility::Daemon)
+                        .ok_or_else(|| anyhow::anyhow!("cannot open syslog"))?;
                 Box::new(tracing_subscriber::fmt::layer().with_ansi(false).without_time().with_writer(syslog))
             }
         };
         // `output` is a layer over `Registry`, so it goes on first and the reloadable filter
         // wraps the whole stack.
         Registry::default().with(output).with(filter).try_init()?;
-        Ok(Self { handle: Some(handle), current: Mutex::new(spec), module_level: AtomicU8::new(module_level), on_change: Mutex::new(None) })
+        Ok(Self {
+            handle: Some(handle),
+            current: Mutex::new(spec),
+            module_level: AtomicU8::new(module_level),
+            on_change: Mutex::new(None),
+        })
     }
 
     /// A control with no subscriber behind it.
     #[cfg(test)]
     pub fn detached() -> Self {
-        Self { handle: None, current: Mutex::new("info".into()), module_level: AtomicU8::new(2), on_change: Mutex::new(None) }
+        Self {
+            handle: None,
+            current: Mutex::new("info".into()),
+            module_level: AtomicU8::new(2),
+            on_change: Mutex::new(None),
+        }
     }
 
     /// Runs `f` with the new module level whenever the filter changes.

@@ -20,7 +20,12 @@ use crate::config::Config;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Parser)]
-#[command(name = "puahost", version, about = "SIP presence server with Kamailio-compatible modules", propagate_version = true)]
+#[command(
+    name = "puahost",
+    version,
+    about = "SIP presence server with Kamailio-compatible modules",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,7 +119,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<Result<Config, Box<config::ConfigErrors>>> {
+fn load_config(path: &std::path::Path) -> anyhow::Result<Result<Config, Box<config::ConfigErrors>>> {
     Ok(Config::load(path))
 }
 
@@ -176,14 +181,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Rpc { url, fifo, reply_dir, config, command } => {
             let (method, rest, expand) = match command.first().map(String::as_str) {
-                Some("=") => (command.get(1).cloned().unwrap_or_default(), command.get(2..).unwrap_or(&[]).to_vec(), true),
+                Some("=") => {
+                    (command.get(1).cloned().unwrap_or_default(), command.get(2..).unwrap_or(&[]).to_vec(), true)
+                }
                 _ => (command[0].clone(), command[1..].to_vec(), false),
             };
             rpc::client::check_method(&method)?;
             let params = rpc::client::params_from_args(&rest, expand)?;
             let (mut url, mut fifo, mut reply_dir) = (url, fifo, reply_dir);
-            if url.is_none() && fifo.is_none() {
-                if let Some(c) = config {
+            if url.is_none() && fifo.is_none()
+                && let Some(c) = config {
                     let c = load_config(&c)?.map_err(|e| anyhow::anyhow!("{e}"))?;
                     match (c.rpc.http, c.rpc.fifo) {
                         (Some(addr), _) => url = Some(rpc::client::url_for(addr)),
@@ -194,7 +201,6 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         (None, None) => anyhow::bail!("the config sets neither [rpc] http nor [rpc] fifo"),
                     }
                 }
-            }
             let resp = match fifo {
                 Some(f) => rpc::client::call_fifo(&f, &reply_dir, &method, params)?,
                 None => rpc::client::call_http(url.as_deref().unwrap_or("http://127.0.0.1:5080/RPC"), &method, params)?,
@@ -213,7 +219,8 @@ fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
     match command {
         DbCommand::Create(args) => {
             let tables = db::admin::select_tables(&args.tables).map_err(|e| anyhow::anyhow!(e))?;
-            let done = db::admin::create(&service, &args.url, &tables).map_err(|e| anyhow::anyhow!(e)).context("db create")?;
+            let done =
+                db::admin::create(&service, &args.url, &tables).map_err(|e| anyhow::anyhow!(e)).context("db create")?;
             for (table, created) in done {
                 println!("{table:<16} {}", if created { "created" } else { "exists, kept" });
             }
@@ -222,7 +229,8 @@ fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
         DbCommand::Check(args) => {
             let explicit = !args.tables.is_empty();
             let tables = db::admin::select_tables(&args.tables).map_err(|e| anyhow::anyhow!(e))?;
-            let states = db::admin::check(&service, &args.url, &tables).map_err(|e| anyhow::anyhow!(e)).context("db check")?;
+            let states =
+                db::admin::check(&service, &args.url, &tables).map_err(|e| anyhow::anyhow!(e)).context("db check")?;
             let mut ok = true;
             for (table, expected, state) in states {
                 let line = match state {
@@ -277,7 +285,9 @@ fn describe(m: &loader::LoadedModule) -> String {
             Some(FfiParamValue::IntList(l)) if l.is_empty() => "default none".to_string(),
             Some(FfiParamValue::StrList(l)) if l.is_empty() => "default none".to_string(),
             Some(FfiParamValue::IntList(l)) => format!("default {:?}", l.as_slice()),
-            Some(FfiParamValue::StrList(l)) => format!("default {:?}", l.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            Some(FfiParamValue::StrList(l)) => {
+                format!("default {:?}", l.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            }
         };
         let range = match (p.min.into_option(), p.max.into_option()) {
             (Some(a), Some(b)) => format!(", {a}..={b}"),
@@ -292,7 +302,11 @@ fn describe(m: &loader::LoadedModule) -> String {
         out += "  (none)\n";
     }
     for f in info.functions.iter() {
-        let arity = if f.min_args == f.max_args { format!("{}", f.min_args) } else { format!("{}..{}", f.min_args, f.max_args) };
+        let arity = if f.min_args == f.max_args {
+            format!("{}", f.min_args)
+        } else {
+            format!("{}..{}", f.min_args, f.max_args)
+        };
         out += &format!("  {}({arity} args)\n      {}\n", f.name, f.doc);
     }
     out += "\nRPC commands:\n";

@@ -63,7 +63,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config_dir: config.dir.clone(),
         counters,
     }));
-    let roots: Vec<(String, plugin_api::ffi::PluginRootRef)> = modules.iter().map(|m| (m.name.clone(), m.root)).collect();
+    let roots: Vec<(String, plugin_api::ffi::PluginRootRef)> =
+        modules.iter().map(|m| (m.name.clone(), m.root)).collect();
     {
         let roots = roots.clone();
         state.log.on_change(move |level| {
@@ -83,7 +84,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 initialised.push(m);
             }
             RErr(e) => {
-                let what = if e.kind == plugin_api::ffi::FfiError::PANIC { "panicked in init" } else { "failed to initialise" };
+                let what = if e.kind == plugin_api::ffi::FfiError::PANIC {
+                    "panicked in init"
+                } else {
+                    "failed to initialise"
+                };
                 tracing::error!(module = %m.name, "{what}: {}", e.message);
                 destroy(&initialised);
                 bail!("module {} {what}: {}", m.name, e.message);
@@ -116,7 +121,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let started: anyhow::Result<Vec<tokio::task::JoinHandle<()>>> = runtime.block_on(async {
         let mut tasks = Vec::new();
         if let Some(addr) = config.rpc.http {
-            tasks.push(rpc::serve_http(state.clone(), addr).await.with_context(|| format!("cannot listen for RPC on {addr}"))?);
+            tasks.push(
+                rpc::serve_http(state.clone(), addr)
+                    .await
+                    .with_context(|| format!("cannot listen for RPC on {addr}"))?,
+            );
         }
         if let Some(fifo) = &config.rpc.fifo {
             tasks.push(rpc::serve_fifo(state.clone(), fifo.clone(), config.rpc.fifo_reply_dir.clone())?);

@@ -7,9 +7,9 @@ use std::ops::Deref;
 
 use abi_stable::std_types::{RErr, ROk, RString, RVec};
 
+use crate::Error;
 use crate::ffi::{FfiDbCond, FfiDbOp, FfiDbResult, FfiDbValue};
 use crate::host::Host;
-use crate::Error;
 
 /// A column value.
 #[derive(Debug, Clone, PartialEq)]
@@ -370,10 +370,7 @@ impl Db {
     pub fn transaction(&self, lock_tables: &[&str]) -> Result<Transaction, Error> {
         let tables: Vec<RString> = lock_tables.iter().map(|t| RString::from(*t)).collect();
         match (self.exec.host.vtable().db_begin())(self.exec.db, tables.as_slice().into()) {
-            ROk(tx) => Ok(Transaction {
-                exec: Executor { host: self.exec.host, db: self.exec.db, tx },
-                done: false,
-            }),
+            ROk(tx) => Ok(Transaction { exec: Executor { host: self.exec.host, db: self.exec.db, tx }, done: false }),
             RErr(e) => Err(Error::new(e.into_string())),
         }
     }

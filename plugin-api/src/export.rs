@@ -13,7 +13,10 @@ use std::sync::OnceLock;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::{RErr, ROk, RResult, RStr, RVec};
 
-use crate::ffi::{FfiCall, FfiError, FfiModuleInfo, FfiParam, FfiRpcCall, FfiStatus, HostRef, PLUGIN_API_VERSION, PluginRoot, PluginRootRef};
+use crate::ffi::{
+    FfiCall, FfiError, FfiModuleInfo, FfiParam, FfiRpcCall, FfiStatus, HostRef, PLUGIN_API_VERSION, PluginRoot,
+    PluginRootRef,
+};
 use crate::host::Host;
 use crate::module::{FunctionCall, Module, ModuleInfo, RpcHandler};
 use crate::params::Params;
@@ -65,16 +68,11 @@ fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, FfiError> {
 }
 
 fn info<M: Module>() -> &'static ModuleInfo<M> {
-    INFO.get_or_init(|| Box::new(M::info()))
-        .downcast_ref::<ModuleInfo<M>>()
-        .expect("one module type per plugin")
+    INFO.get_or_init(|| Box::new(M::info())).downcast_ref::<ModuleInfo<M>>().expect("one module type per plugin")
 }
 
 fn instance<M: Module>() -> Result<&'static M, Error> {
-    INSTANCE
-        .get()
-        .and_then(|m| m.downcast_ref::<M>())
-        .ok_or_else(|| Error::new("module called before init"))
+    INSTANCE.get().and_then(|m| m.downcast_ref::<M>()).ok_or_else(|| Error::new("module called before init"))
 }
 
 extern "C" fn info_shim<M: Module>() -> RResult<FfiModuleInfo, FfiError> {
@@ -133,10 +131,7 @@ extern "C" fn call_rpc_shim<M: Module>(index: u32, call: FfiRpcCall<'_>) -> FfiS
                 return Ok(());
             }
         };
-        let decl = info::<M>()
-            .rpcs
-            .get(index as usize)
-            .ok_or_else(|| Error::new(format!("no RPC number {index}")))?;
+        let decl = info::<M>().rpcs.get(index as usize).ok_or_else(|| Error::new(format!("no RPC number {index}")))?;
         let module = instance::<M>()?;
         let call = RpcCall::new(params);
         match decl.handler {
@@ -172,7 +167,7 @@ pub fn root_module<M: Module>() -> PluginRootRef {
 #[doc(hidden)]
 pub mod __private {
     pub use super::root_module;
-    use abi_stable::library::{CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader};
+    use abi_stable::library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult};
 
     /// The symbol abi_stable looks up in a library (checked against abi_stable by a unit test).
     pub const ROOT_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";

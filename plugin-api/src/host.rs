@@ -8,11 +8,11 @@ use std::time::Duration;
 use abi_stable::StableAbi;
 use abi_stable::std_types::{RErr, ROk, RStr};
 
+use crate::Error;
 use crate::api::Api;
 use crate::db::Db;
 use crate::ffi::{FfiApi, FfiCallback, HostRef};
 use crate::metrics::{Counter, Gauge};
-use crate::Error;
 
 static HOST: OnceLock<Host> = OnceLock::new();
 

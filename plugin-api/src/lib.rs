@@ -72,7 +72,7 @@ pub mod prelude {
     pub use crate::db::{Cond, Db, Op, Value as DbValue};
     pub use crate::rpc::Value;
     pub use crate::{
-        DelayedReply, Error, Function, FunctionCall, Host, Module, ModuleInfo, Param, Params, RouteKinds, Rpc,
-        RpcCall, RpcFault, RpcResult, export_module,
+        DelayedReply, Error, Function, FunctionCall, Host, Module, ModuleInfo, Param, Params, RouteKinds, Rpc, RpcCall,
+        RpcFault, RpcResult, export_module,
     };
 }

@@ -1,1 +1,268 @@
+//! Harness for the end-to-end tests: builds nothing, starts the real `puahost` binary (built by
+//! `cargo build --workspace --release`, which `scripts/test.sh` runs first) on free loopback
+//! ports in a temporary directory, and stops it by PID.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+/// Where the release build puts binaries and modules.
+pub fn release_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    target.join("release")
+}
+
+/// The `puahost` binary.
+pub fn puahost() -> PathBuf {
+    let p = release_dir().join("puahost");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace --release` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("puahost-e2e-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (also free for UDP, so a SIP listener can use both).
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// Runs `puahost` with `args` to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(puahost()).args(args).output().expect("run puahost")
+}
+
+/// Text of a finished command: stdout then stderr.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A running host.
+pub struct Host {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub http: Option<u16>,
+    child: Option<Child>,
+}
+
+/// Config text with `@HTTP@` replaced by a free port and `@MODULES@` by the release dir.
+pub fn render(config: &str, http: u16) -> String {
+    config.replace("@HTTP@", &http.to_string()).replace("@MODULES@", &release_dir().display().to_string())
+}
+
+impl Host {
+    /// Starts a host with `config` (see [`render`]) and waits until it is ready.
+    pub fn start(name: &str, config: &str) -> Host {
+        let dir = TempDir::new(name);
+        Self::start_in(dir, config)
+    }
+
+    /// Starts a host in `dir`, which may already hold files the config names.
+    pub fn start_in(dir: TempDir, config: &str) -> Host {
+        let http = free_port();
+        let config_path = dir.write("puahost.toml", &render(config, http));
+        let log = std::fs::File::create(dir.join("host.log")).expect("log file");
+        let child = Command::new(puahost())
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .spawn()
+            .expect("spawn puahost");
+        let mut host =
+            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), child: Some(child) };
+        host.wait_ready();
+        host
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.log().contains(" ready") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("puahost exited before it was ready ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "puahost not ready after 20 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("host.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/RPC", self.http.expect("config has [rpc] http = \"127.0.0.1:@HTTP@\""))
+    }
+
+    /// POSTs a raw body to /RPC; returns (HTTP status, body).
+    pub fn post(&self, body: &str) -> (u16, String) {
+        http_post(self.http.expect("http"), "/RPC", body)
+    }
+
+    /// Calls `method` over HTTP and returns the whole response document.
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        let (_, body) = self.post(&json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string());
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    }
+
+    /// Calls `method` and returns its `result`, failing the test on a fault.
+    pub fn result(&self, method: &str, params: Value) -> Value {
+        let r = self.rpc(method, params);
+        assert!(r.get("error").is_none(), "{method} failed: {r}\n{}", self.log());
+        r["result"].clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A raw HTTP/1.1 POST on a fresh connection; returns (status, body).
+pub fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    http_request(port, "POST", path, body)
+}
+
+/// A raw HTTP/1.1 request on a fresh connection; returns (status, body).
+pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+/// Sends `request` to the RPC FIFO at `fifo`, as kamctl does (reply FIFO in `reply_dir`, named
+/// in `reply_name`), and returns the reply document.
+pub fn fifo_call(fifo: &Path, reply_dir: &Path, request: &str, reply_name: &str) -> Value {
+    let reply_path = reply_dir.join(reply_name);
+    let _ = std::fs::remove_file(&reply_path);
+    nix::unistd::mkfifo(&reply_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    // The reader opens first (blocking open in a thread), as kamctl's `cat < fifo &` does.
+    let reader = {
+        let reply_path = reply_path.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(&reply_path).expect("open reply fifo");
+            let mut s = String::new();
+            let _ = f.read_to_string(&mut s);
+            s
+        })
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .expect("open server fifo")
+        .write_all(request.as_bytes())
+        .expect("write request");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "no FIFO reply within 20 s for {request}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = reader.join().expect("reader");
+    let _ = std::fs::remove_file(&reply_path);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("FIFO reply is not JSON ({e}): {text:?}"))
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

@@ -103,7 +103,12 @@ impl fmt::Display for ConfigErrors {
             writeln!(f, "{}", self.source.render(d))?;
         }
         let n = self.errors.len();
-        write!(f, "{}: {n} error{} in the config; nothing was started", self.source.path.display(), if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{}: {n} error{} in the config; nothing was started",
+            self.source.path.display(),
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 

@@ -145,7 +145,9 @@ impl Checker {
             Value::Str(s) => vec![Spanned::new(s.clone(), v.span.clone())],
             Value::Array(items) => items
                 .iter()
-                .filter_map(|i| self.string(i, &format!("each entry of {what}")).map(|s| Spanned::new(s, i.span.clone())))
+                .filter_map(|i| {
+                    self.string(i, &format!("each entry of {what}")).map(|s| Spanned::new(s, i.span.clone()))
+                })
                 .collect(),
             other => {
                 self.error(format!("{what} must be a string or an array of strings, found {}", other.kind()), &v.span);
@@ -231,15 +233,17 @@ impl Config {
                 "route" => match &value.value {
                     Value::Array(items) => {
                         for (i, item) in items.iter().enumerate() {
-                            if let Some(t) = c.table(item, "each [[route]]") {
-                                if let Some(r) = route::check(&mut c.errors, t, i, item.span.clone()) {
+                            if let Some(t) = c.table(item, "each [[route]]")
+                                && let Some(r) = route::check(&mut c.errors, t, i, item.span.clone()) {
                                     routes.push(r);
                                 }
-                            }
                         }
                     }
                     other => {
-                        c.error(format!("`route` must be written as [[route]] tables, found {}", other.kind()), &value.span);
+                        c.error(
+                            format!("`route` must be written as [[route]] tables, found {}", other.kind()),
+                            &value.span,
+                        );
                     }
                 },
                 _ => c.unknown_key(key, "the top level", TOP_KEYS),
@@ -250,7 +254,13 @@ impl Config {
         let loaded: Vec<&str> = loadmodule.iter().map(|m| m.value.as_str()).collect();
         for t in &modparams {
             if !loaded.contains(&t.module.value.as_str()) {
-                let d = c.error(format!("[modparam.{}] configures module `{}`, which is not in loadmodule", t.module.value, t.module.value), &t.module.span);
+                let d = c.error(
+                    format!(
+                        "[modparam.{}] configures module `{}`, which is not in loadmodule",
+                        t.module.value, t.module.value
+                    ),
+                    &t.module.span,
+                );
                 d.help = Some(match did_you_mean(&t.module.value, loaded.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("add \"{}\" to loadmodule", t.module.value),
@@ -330,15 +340,20 @@ fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
                 }
             },
             "modules_path" => {
-                core.modules_path = c.strings(value, "modules_path").into_iter().map(|s| resolve(dir, Path::new(&s.value))).collect();
+                core.modules_path =
+                    c.strings(value, "modules_path").into_iter().map(|s| resolve(dir, Path::new(&s.value))).collect();
             }
             "log_level" => {
                 if let Some(level) = c.string(value, "log_level") {
-                    if LOG_LEVELS.contains(&level.as_str()) || tracing_subscriber::EnvFilter::try_new(&level).is_ok() && level.contains('=') {
+                    if LOG_LEVELS.contains(&level.as_str())
+                        || tracing_subscriber::EnvFilter::try_new(&level).is_ok() && level.contains('=')
+                    {
                         core.log_level = level;
                     } else {
-                        c.error(format!("unknown log_level `{level}`"), &value.span).help =
-                            Some(format!("use one of {}, or a filter such as \"info,puahost::rpc=debug\"", LOG_LEVELS.join(", ")));
+                        c.error(format!("unknown log_level `{level}`"), &value.span).help = Some(format!(
+                            "use one of {}, or a filter such as \"info,puahost::rpc=debug\"",
+                            LOG_LEVELS.join(", ")
+                        ));
                     }
                 }
             }
@@ -406,7 +421,9 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     let transport = match proto.to_ascii_lowercase().as_str() {
         "udp" => Transport::Udp,
         "tcp" => Transport::Tcp,
-        "tls" | "sctp" | "ws" | "wss" => return Err(format!("transport {proto} is not supported yet (udp and tcp are)")),
+        "tls" | "sctp" | "ws" | "wss" => {
+            return Err(format!("transport {proto} is not supported yet (udp and tcp are)"));
+        }
         _ => return Err(format!("unknown transport `{proto}`")),
     };
     let (host, port) = parse_host_port(rest)?;

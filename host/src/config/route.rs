@@ -129,7 +129,11 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
                     }
                 }
                 other => {
-                    error(errors, format!("method must be a string or an array of strings, found {}", other.kind()), &value.span);
+                    error(
+                        errors,
+                        format!("method must be a string or an array of strings, found {}", other.kind()),
+                        &value.span,
+                    );
                 }
             },
             "ruri" => route.ruri = regex(errors, value, "ruri"),
@@ -142,7 +146,11 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
                     }
                 }
                 other => {
-                    let i = error(errors, format!("hdr must be a table of header regexes, found {}", other.kind()), &value.span);
+                    let i = error(
+                        errors,
+                        format!("hdr must be a table of header regexes, found {}", other.kind()),
+                        &value.span,
+                    );
                     errors[i].help = Some("write hdr.Event = \"^presence\"".into());
                 }
             },
@@ -163,7 +171,11 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
                     }
                 }
                 other => {
-                    error(errors, format!("do must be an array of function calls, found {}", other.kind()), &value.span);
+                    error(
+                        errors,
+                        format!("do must be an array of function calls, found {}", other.kind()),
+                        &value.span,
+                    );
                 }
             },
             "on_fail" => route.on_fail = reply(errors, value, "on_fail"),

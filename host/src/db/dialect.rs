@@ -241,7 +241,13 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
             q.conds(&op.conds)?;
         }
         VERSION => {
-            q.push("SELECT ").ident("table_version")?.push(" FROM ").ident("version")?.push(" WHERE ").ident("table_name")?.push(" = ");
+            q.push("SELECT ")
+                .ident("table_version")?
+                .push(" FROM ")
+                .ident("version")?
+                .push(" WHERE ")
+                .ident("table_name")?
+                .push(" = ");
             q.value(&FfiDbValue::Str(check_ident(table)?.into()));
         }
         TABLE_INFO if dialect == Dialect::Sqlite => {
@@ -276,7 +282,12 @@ mod tests {
 
     #[test]
     fn placeholders_per_dialect() {
-        let o = op(SELECT, &["etag"], vec![], vec![cond("pres_uri", 0, FfiDbValue::Str("sip:a@b".into())), cond("expires", 1, FfiDbValue::Int(5))]);
+        let o = op(
+            SELECT,
+            &["etag"],
+            vec![],
+            vec![cond("pres_uri", 0, FfiDbValue::Str("sip:a@b".into())), cond("expires", 1, FfiDbValue::Int(5))],
+        );
         let (pg, binds) = render(Dialect::Postgres, &o).unwrap();
         assert_eq!(pg, r#"SELECT "etag" FROM "pua" WHERE "pres_uri" = $1 AND "expires" < $2"#);
         assert_eq!(binds, vec![Bind::Str("sip:a@b".into()), Bind::Int(5)]);
@@ -294,10 +305,18 @@ mod tests {
 
     #[test]
     fn upserts() {
-        let mut o = op(UPSERT, &["table_name", "table_version"], vec![FfiDbValue::Str("pua".into()), FfiDbValue::Int(7)], vec![]);
+        let mut o = op(
+            UPSERT,
+            &["table_name", "table_version"],
+            vec![FfiDbValue::Str("pua".into()), FfiDbValue::Int(7)],
+            vec![],
+        );
         o.key_columns = vec![RString::from("table_name")].into();
         let (s, _) = render(Dialect::Sqlite, &o).unwrap();
-        assert!(s.ends_with(r#"ON CONFLICT ("table_name") DO UPDATE SET "table_version" = excluded."table_version""#), "{s}");
+        assert!(
+            s.ends_with(r#"ON CONFLICT ("table_name") DO UPDATE SET "table_version" = excluded."table_version""#),
+            "{s}"
+        );
         let (m, _) = render(Dialect::Mysql, &o).unwrap();
         assert!(m.ends_with("ON DUPLICATE KEY UPDATE `table_version` = VALUES(`table_version`)"), "{m}");
     }

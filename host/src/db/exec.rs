@@ -117,8 +117,12 @@ fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<RVec<FfiDbValue>, sqlx::Erro
                 "BOOLEAN" => FfiDbValue::Int(row.try_get::<bool, _>(i)?.into()),
                 "FLOAT" => FfiDbValue::Double(row.try_get::<f32, _>(i)?.into()),
                 "DOUBLE" => FfiDbValue::Double(row.try_get::<f64, _>(i)?),
-                "DATETIME" | "TIMESTAMP" => FfiDbValue::DateTime(local_to_epoch(row.try_get::<chrono::NaiveDateTime, _>(i)?)),
-                t if t.contains("BLOB") || t.contains("BINARY") => FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into()),
+                "DATETIME" | "TIMESTAMP" => {
+                    FfiDbValue::DateTime(local_to_epoch(row.try_get::<chrono::NaiveDateTime, _>(i)?))
+                }
+                t if t.contains("BLOB") || t.contains("BINARY") => {
+                    FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into())
+                }
                 _ => FfiDbValue::Str(row.try_get::<String, _>(i)?.into()),
             })
         })

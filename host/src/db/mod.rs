@@ -127,22 +127,34 @@ impl DbService {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5));
-                Pool::Sqlite(SqlitePoolOptions::new().max_connections(1).acquire_timeout(timeout).connect_with(opts).await?)
+                Pool::Sqlite(
+                    SqlitePoolOptions::new().max_connections(1).acquire_timeout(timeout).connect_with(opts).await?,
+                )
             }
             Target::SqliteMemory => {
                 let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
                 // One connection, kept: each in-memory connection is a database of its own.
                 Pool::Sqlite(
-                    SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None).connect_with(opts).await?,
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                        .connect_with(opts)
+                        .await?,
                 )
             }
             Target::Postgres(url) => {
                 let opts = PgConnectOptions::from_str(url)?;
-                Pool::Postgres(PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(opts).await?)
+                Pool::Postgres(
+                    PgPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(opts).await?,
+                )
             }
             Target::Mysql(url) => {
                 let opts = MySqlConnectOptions::from_str(url)?;
-                Pool::Mysql(MySqlPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(opts).await?)
+                Pool::Mysql(
+                    MySqlPoolOptions::new().max_connections(max).acquire_timeout(timeout).connect_with(opts).await?,
+                )
             }
         })
     }
@@ -235,15 +247,19 @@ impl DbService {
                 c
             }
         };
-        let positions: Vec<usize> =
-            result.columns.iter().enumerate().filter(|(_, c)| columns.iter().any(|d| d.eq_ignore_ascii_case(c.as_str()))).map(|(i, _)| i).collect();
+        let positions: Vec<usize> = result
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| columns.iter().any(|d| d.eq_ignore_ascii_case(c.as_str())))
+            .map(|(i, _)| i)
+            .collect();
         for row in result.rows.iter_mut() {
             for &i in &positions {
-                if let Some(FfiDbValue::Str(text)) = row.get(i) {
-                    if let Some(epoch) = dialect::parse_datetime_text(text.as_str()) {
+                if let Some(FfiDbValue::Str(text)) = row.get(i)
+                    && let Some(epoch) = dialect::parse_datetime_text(text.as_str()) {
                         row[i] = FfiDbValue::DateTime(epoch);
                     }
-                }
             }
         }
         Ok(())
@@ -319,7 +335,10 @@ pub mod admin {
             } else if let Some(t) = db_schema::table(n) {
                 add(t);
             } else {
-                let known: Vec<&str> = db_schema::all_groups().iter().flat_map(|g| std::iter::once(g.name).chain(g.tables.iter().map(|t| t.name))).collect();
+                let known: Vec<&str> = db_schema::all_groups()
+                    .iter()
+                    .flat_map(|g| std::iter::once(g.name).chain(g.tables.iter().map(|t| t.name)))
+                    .collect();
                 return Err(format!("unknown table or group `{n}` (known: {})", known.join(", ")));
             }
         }
@@ -349,7 +368,11 @@ pub mod admin {
     }
 
     /// The state of each table.
-    pub fn check(db: &DbService, url: &str, tables: &[&'static Table]) -> Result<Vec<(&'static str, u32, TableState)>, String> {
+    pub fn check(
+        db: &DbService,
+        url: &str,
+        tables: &[&'static Table],
+    ) -> Result<Vec<(&'static str, u32, TableState)>, String> {
         let id = db.open("db", url)?;
         let have_version = has_version_table(db, id);
         let mut out = Vec::new();
@@ -374,14 +397,16 @@ pub mod admin {
         let dialect = db.pool(id)?.dialect();
         let mut out = Vec::new();
         for t in tables {
-            let exists = if t.name == "version" { has_version_table(db, id) } else { version_of(db, id, t.name)?.is_some() };
+            let exists =
+                if t.name == "version" { has_version_table(db, id) } else { version_of(db, id, t.name)?.is_some() };
             if exists {
                 out.push((t.name, false));
                 continue;
             }
             let pool = db.pool(id)?;
             for stmt in db_schema::create_statements(&[t], dialect) {
-                db.block_on(pool.execute_script(&stmt))?.map_err(|e| format!("creating table {}: {e} (in: {stmt})", t.name))?;
+                db.block_on(pool.execute_script(&stmt))?
+                    .map_err(|e| format!("creating table {}: {e} (in: {stmt})", t.name))?;
             }
             out.push((t.name, true));
         }
@@ -396,7 +421,10 @@ mod tests {
     #[test]
     fn urls() {
         let dir = Path::new("/etc/puahost");
-        assert_eq!(Target::parse("sqlite://pua.sqlite", dir).unwrap(), Target::Sqlite("/etc/puahost/pua.sqlite".into()));
+        assert_eq!(
+            Target::parse("sqlite://pua.sqlite", dir).unwrap(),
+            Target::Sqlite("/etc/puahost/pua.sqlite".into())
+        );
         assert_eq!(Target::parse("sqlite:///var/lib/p.db", dir).unwrap(), Target::Sqlite("/var/lib/p.db".into()));
         assert_eq!(Target::parse("sqlite::memory:", dir).unwrap(), Target::SqliteMemory);
         assert!(matches!(Target::parse("postgres://u@h/db", dir).unwrap(), Target::Postgres(_)));
@@ -437,12 +465,17 @@ mod sqlite_tests {
         db.exec(
             id,
             0,
-            &op(dialect::INSERT, "location", &["ruid", "username", "contact", "expires"], vec![
-                FfiDbValue::Str("r1".into()),
-                FfiDbValue::Str("alice".into()),
-                FfiDbValue::Str("sip:alice@h".into()),
-                FfiDbValue::DateTime(1_700_000_000),
-            ]),
+            &op(
+                dialect::INSERT,
+                "location",
+                &["ruid", "username", "contact", "expires"],
+                vec![
+                    FfiDbValue::Str("r1".into()),
+                    FfiDbValue::Str("alice".into()),
+                    FfiDbValue::Str("sip:alice@h".into()),
+                    FfiDbValue::DateTime(1_700_000_000),
+                ],
+            ),
         )
         .unwrap();
         let r = db.exec(id, 0, &op(dialect::SELECT, "location", &["expires", "username", "q"], vec![])).unwrap();

@@ -6,6 +6,9 @@
 //! static, so every plugin after the first would silently be the first one again. Libraries
 //! are never unloaded (abi_stable leaks them; Kamailio does not unload modules either).
 
+// `LoadError` is large, but it is built once per failed load, never on a hot path.
+#![allow(clippy::result_large_err)]
+
 mod params;
 
 use std::ffi::CStr;
@@ -29,7 +32,7 @@ pub struct LoadedModule {
     pub params: Vec<FfiParam>,
 }
 
-/// Why a module could not be loaded.
+/// Why a module could not be loaded. Built once per failed load, so its size does not matter.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("module `{name}` not found (looked for {tried})")]
@@ -42,9 +45,16 @@ pub enum LoadError {
         "module `{name}` ({}) was built against plugin-api {plugin_api} (ABI {plugin_abi}); this host has plugin-api {host_api} (ABI {host_abi}): rebuild the module against plugin-api {host_api}",
         path.display()
     )]
-    IncompatibleAbi { name: String, path: PathBuf, plugin_api: String, plugin_abi: String, host_api: String, host_abi: String },
+    IncompatibleAbi {
+        name: String,
+        path: PathBuf,
+        plugin_api: String,
+        plugin_abi: String,
+        host_api: String,
+        host_abi: String,
+    },
     #[error(
-        "module `{name}` ({}) was built against an incompatible plugin-api {plugin_api} (this host has plugin-api {host_api}); the type layouts differ: rebuild the module against plugin-api {host_api}. Layout check: {detail}",
+        "module `{name}` ({}) was built against an incompatible plugin-api {plugin_api} (this host has plugin-api {host_api}); the type layouts differ: {detail}. Rebuild the module against plugin-api {host_api}",
         path.display()
     )]
     LayoutMismatch { name: String, path: PathBuf, plugin_api: String, host_api: String, detail: String },
@@ -74,12 +84,53 @@ pub fn find_module(name: &str, paths: &[PathBuf]) -> Result<PathBuf, LoadError> 
 /// layout never changes), for error messages.
 fn plugin_api_version_of(path: &Path) -> String {
     let Ok(lib) = RawLibrary::load_at(path) else { return "unknown".into() };
-    // SAFETY: the symbol, when present, is a `[u8; 32]` static written by `export_module!`.
-    let version = unsafe { lib.get::<[u8; 32]>(b"puahost_plugin_api_version\0") }
+    // SAFETY: the symbol, when present, is a `[u8; 32]` static written by `export_module!`;
+    // a symbol's value is its address, so it is read as a pointer to the array.
+    let version = unsafe { lib.get::<*const [u8; 32]>(b"puahost_plugin_api_version\0") }
         .ok()
-        .and_then(|sym| CStr::from_bytes_until_nul(&*sym).ok().map(|c| c.to_string_lossy().into_owned()));
+        .and_then(|sym| CStr::from_bytes_until_nul(unsafe { &**sym }).ok().map(|c| c.to_string_lossy().into_owned()));
     std::mem::forget(lib);
     version.unwrap_or_else(|| "unknown (a version older than this check)".into())
+}
+
+/// The gist of abi_stable's layout report: each `Error:` with the expected and found field or
+/// type, and the type they are in. The whole report is logged at debug level.
+pub fn summarize_layout_report(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    let mut in_type = None;
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "Layout of expected type:" {
+            in_type = lines[i + 1..].iter().find_map(|l| l.strip_prefix("type:"));
+        }
+        let Some(error) = line.strip_prefix("Error:") else { continue };
+        // The first `field_name:` (else `type:`) after `Expected:` and after `Found:`.
+        let item_after = |label: &str| {
+            let start = lines[i..].iter().position(|l| *l == label)? + i + 1;
+            let block =
+                lines[start..].iter().take_while(|l| !l.is_empty() && **l != "Found:" && !l.starts_with("Error:"));
+            let block: Vec<&&str> = block.collect();
+            block
+                .iter()
+                .find_map(|l| l.strip_prefix("field_name:"))
+                .or_else(|| block.iter().find_map(|l| l.strip_prefix("type:")))
+                .map(str::to_string)
+        };
+        let (expected, found) = (item_after("Expected:"), item_after("Found:"));
+        let mut s = match in_type {
+            Some(t) => format!("in {t}: {error}"),
+            None => error.to_string(),
+        };
+        if let (Some(e), Some(f)) = (expected, found) {
+            s += &format!(" (expected `{e}`, found `{f}`)");
+        }
+        out.push(s);
+    }
+    if out.is_empty() {
+        "the layouts differ (run with RUST_LOG=debug for abi_stable's report)".into()
+    } else {
+        out.join("; ")
+    }
 }
 
 fn abi_of(version: &str) -> String {
@@ -95,19 +146,27 @@ pub fn load_module(name: &str, path: &Path) -> Result<LoadedModule, LoadError> {
     let root = header.init_root_module::<PluginRootRef>().map_err(|e| {
         let host_api = PLUGIN_API_VERSION.to_string();
         match e {
-            LibraryError::IncompatibleVersionNumber { actual_version, expected_version, .. } => LoadError::IncompatibleAbi {
-                name: name.into(),
-                path: path.into(),
-                plugin_api: plugin_api_version_of(path),
-                plugin_abi: actual_version.major.to_string(),
-                host_api,
-                host_abi: expected_version.major.to_string(),
-            },
+            LibraryError::IncompatibleVersionNumber { actual_version, expected_version, .. } => {
+                LoadError::IncompatibleAbi {
+                    name: name.into(),
+                    path: path.into(),
+                    plugin_api: plugin_api_version_of(path),
+                    plugin_abi: actual_version.major.to_string(),
+                    host_api,
+                    host_abi: expected_version.major.to_string(),
+                }
+            }
             LibraryError::AbiInstability(detail) => {
                 let detail = detail.to_string();
-                // abi_stable's report is long; the first lines say which field differs.
-                let detail: String = detail.lines().filter(|l| !l.trim().is_empty()).take(12).collect::<Vec<_>>().join(" | ");
-                LoadError::LayoutMismatch { name: name.into(), path: path.into(), plugin_api: plugin_api_version_of(path), host_api, detail }
+                tracing::debug!(module = name, "abi_stable layout report:\n{detail}");
+                let detail = summarize_layout_report(&detail);
+                LoadError::LayoutMismatch {
+                    name: name.into(),
+                    path: path.into(),
+                    plugin_api: plugin_api_version_of(path),
+                    host_api,
+                    detail,
+                }
             }
             LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => LoadError::IncompatibleAbi {
                 name: name.into(),
@@ -122,10 +181,16 @@ pub fn load_module(name: &str, path: &Path) -> Result<LoadedModule, LoadError> {
     })?;
     let info = match (root.info())() {
         ROk(info) => info,
-        RErr(e) => return Err(LoadError::Failed { name: name.into(), path: path.into(), why: e.message.into_string() }),
+        RErr(e) => {
+            return Err(LoadError::Failed { name: name.into(), path: path.into(), why: e.message.into_string() });
+        }
     };
     if info.name.as_str() != name {
-        return Err(LoadError::WrongName { name: name.into(), path: path.into(), found: info.name.clone().into_string() });
+        return Err(LoadError::WrongName {
+            name: name.into(),
+            path: path.into(),
+            found: info.name.clone().into_string(),
+        });
     }
     Ok(LoadedModule { name: name.to_string(), path: path.to_path_buf(), root, info, params: Vec::new() })
 }
@@ -166,12 +231,18 @@ fn check_requirements(config: &Config, modules: &[LoadedModule], errors: &mut Ve
         for req in m.info.requires.iter() {
             match order.iter().position(|n| *n == req.as_str()) {
                 None => errors.push(
-                    Diagnostic::new(format!("module {} requires {req}, which is not loaded", m.name), Some(span.clone()))
-                        .help(format!("add \"{req}\" to loadmodule, before \"{}\"", m.name)),
+                    Diagnostic::new(
+                        format!("module {} requires {req}, which is not loaded", m.name),
+                        Some(span.clone()),
+                    )
+                    .help(format!("add \"{req}\" to loadmodule, before \"{}\"", m.name)),
                 ),
                 Some(pos) if pos > my_pos => errors.push(
-                    Diagnostic::new(format!("module {} requires {req}, which is loaded after it", m.name), Some(span.clone()))
-                        .help(format!("move \"{req}\" before \"{}\" in loadmodule", m.name)),
+                    Diagnostic::new(
+                        format!("module {} requires {req}, which is loaded after it", m.name),
+                        Some(span.clone()),
+                    )
+                    .help(format!("move \"{req}\" before \"{}\" in loadmodule", m.name)),
                 ),
                 Some(_) => {}
             }
@@ -192,13 +263,16 @@ fn check_routes(config: &Config, modules: &[LoadedModule], core_functions: &[&st
             if core_functions.contains(&call.name.as_str()) {
                 continue;
             }
-            let found = modules.iter().find_map(|m| m.info.functions.iter().find(|f| f.name.as_str() == call.name).map(|f| (m, f)));
+            let found = modules
+                .iter()
+                .find_map(|m| m.info.functions.iter().find(|f| f.name.as_str() == call.name).map(|f| (m, f)));
             match found {
                 None => {
                     let mut d = Diagnostic::new(format!("unknown function `{}`", call.name), Some(call.span.clone()));
                     d = d.help(match did_you_mean(&call.name, all_names.iter().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
-                        None => "load the module that provides it (puahost params <module> lists a module's functions)".into(),
+                        None => "load the module that provides it (puahost params <module> lists a module's functions)"
+                            .into(),
                     });
                     errors.push(d);
                 }
@@ -211,17 +285,38 @@ fn check_routes(config: &Config, modules: &[LoadedModule], core_functions: &[&st
                             format!("{} to {}", f.min_args, f.max_args)
                         };
                         errors.push(Diagnostic::new(
-                            format!("function `{}` of module {} takes {expected} argument(s), {n} given", call.name, m.name),
+                            format!(
+                                "function `{}` of module {} takes {expected} argument(s), {n} given",
+                                call.name, m.name
+                            ),
                             Some(call.span.clone()),
                         ));
                     } else if f.route_kinds & plugin_api::RouteKinds::REQUEST.0 == 0 {
                         errors.push(Diagnostic::new(
-                            format!("function `{}` of module {} cannot be called from a request route", call.name, m.name),
+                            format!(
+                                "function `{}` of module {} cannot be called from a request route",
+                                call.name, m.name
+                            ),
                             Some(call.span.clone()),
                         ));
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_report_summary() {
+        let report = "Compared <this>:\n...\nLayout of expected type:\n    --- Type Layout ---\n    type:PluginRoot\n    size:72\n\nError:unexpected field\nExpected:\n    field_name:child_init\n    type:AFunctionPointer\nFound:\n    field_name:destroy\n    type:AFunctionPointer\n\nError:mismatched size\nExpected:\n    type:u32\nFound:\n    type:u64\n";
+        assert_eq!(
+            summarize_layout_report(report),
+            "in PluginRoot: unexpected field (expected `child_init`, found `destroy`); in PluginRoot: mismatched size (expected `u32`, found `u64`)"
+        );
+        assert!(summarize_layout_report("nothing useful").contains("RUST_LOG=debug"));
     }
 }

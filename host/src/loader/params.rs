@@ -22,11 +22,10 @@ fn check_int(module: &str, spec: &FfiParamSpec, v: &Spanned<Value>, errors: &mut
             format!("modparam {module}.{} must be {}, found {}", spec.name, kind_name(spec), v.value.kind()),
             Some(v.span.clone()),
         );
-        if let Value::Str(s) = &v.value {
-            if s.trim().parse::<i64>().is_ok() {
+        if let Value::Str(s) = &v.value
+            && s.trim().parse::<i64>().is_ok() {
                 d = d.help(format!("write the number without quotes: {} = {}", spec.name, s.trim()));
             }
-        }
         errors.push(d);
         return None;
     };
@@ -61,14 +60,22 @@ fn check_str(module: &str, spec: &FfiParamSpec, v: &Spanned<Value>, errors: &mut
     }
 }
 
-fn check_value(module: &str, spec: &FfiParamSpec, v: &Spanned<Value>, errors: &mut Vec<Diagnostic>) -> Option<FfiParamValue> {
+fn check_value(
+    module: &str,
+    spec: &FfiParamSpec,
+    v: &Spanned<Value>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<FfiParamValue> {
     let items: Vec<&Spanned<Value>> = match (&v.value, spec.repeatable) {
         (Value::Array(items), true) => items.iter().collect(),
         (_, true) => vec![v],
         (Value::Array(_), false) => {
             errors.push(
-                Diagnostic::new(format!("modparam {module}.{} takes one value, found an array", spec.name), Some(v.span.clone()))
-                    .help(format!("{module}.{} cannot be repeated", spec.name)),
+                Diagnostic::new(
+                    format!("modparam {module}.{} takes one value, found an array", spec.name),
+                    Some(v.span.clone()),
+                )
+                .help(format!("{module}.{} cannot be repeated", spec.name)),
             );
             return None;
         }
@@ -107,7 +114,13 @@ pub fn check_modparams(
                     None if names.is_empty() => format!("module {module} has no modparams"),
                     None => format!("module {module} has: {} (see puahost params {module})", names.join(", ")),
                 };
-                errors.push(Diagnostic::new(format!("unknown modparam `{}` for module {module}", key.value), Some(key.span.clone())).help(help));
+                errors.push(
+                    Diagnostic::new(
+                        format!("unknown modparam `{}` for module {module}", key.value),
+                        Some(key.span.clone()),
+                    )
+                    .help(help),
+                );
                 continue;
             };
             if let Some(v) = check_value(module, spec, value, errors) {
@@ -139,7 +152,13 @@ mod tests {
     use super::*;
     use abi_stable::std_types::{RNone, RSome};
 
-    fn spec(name: &str, kind: FfiParamKind, repeatable: bool, required: bool, default: Option<FfiParamValue>) -> FfiParamSpec {
+    fn spec(
+        name: &str,
+        kind: FfiParamKind,
+        repeatable: bool,
+        required: bool,
+        default: Option<FfiParamValue>,
+    ) -> FfiParamSpec {
         FfiParamSpec {
             name: name.into(),
             kind,
@@ -166,8 +185,11 @@ mod tests {
     }
 
     fn table(text: &str) -> ModparamTable {
-        let cfg = crate::config::Config::from_str(std::path::Path::new("t.toml"), format!("loadmodule = [\"m\"]\n[modparam.m]\n{text}"))
-            .unwrap();
+        let cfg = crate::config::Config::from_str(
+            std::path::Path::new("t.toml"),
+            format!("loadmodule = [\"m\"]\n[modparam.m]\n{text}"),
+        )
+        .unwrap();
         cfg.modparams[0].clone()
     }
 
@@ -182,7 +204,13 @@ mod tests {
             spec("server_address", FfiParamKind::STR, false, true, None),
         ]);
         let mut errors = Vec::new();
-        let out = check_modparams("m", &i, Some(&table("min_expires = 5\nxcap_server = [\"a\", \"b\"]\nserver_address = \"sip:x\"")), None, &mut errors);
+        let out = check_modparams(
+            "m",
+            &i,
+            Some(&table("min_expires = 5\nxcap_server = [\"a\", \"b\"]\nserver_address = \"sip:x\"")),
+            None,
+            &mut errors,
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(out.len(), 4);
         assert!(out.iter().any(|p| p.value == FfiParamValue::StrList(vec![RString::from("a"), "b".into()].into())));

@@ -26,7 +26,11 @@ pub const COMMANDS: &[Command] = &[
     ("system.listMethods", "Lists the RPC commands.", list_methods),
     ("system.methodHelp", "Returns the documentation of an RPC command: system.methodHelp <name>.", method_help),
     ("corex.debug", "Gets or sets the log level as Kamailio's numeric debug level (-5..3; 4 = trace).", debug_level),
-    ("log.level", "Gets or sets the log filter (error, warn, info, debug, trace, or a filter such as \"info,puahost::rpc=debug\").", log_level),
+    (
+        "log.level",
+        "Gets or sets the log filter (error, warn, info, debug, trace, or a filter such as \"info,puahost::rpc=debug\").",
+        log_level,
+    ),
 ];
 
 pub fn version_string() -> String {

@@ -76,11 +76,10 @@ pub fn call_fifo(fifo: &Path, reply_dir: &Path, method: &str, params: Vec<Value>
 
     let mut req = request(method, params, std::process::id());
     req["reply_name"] = Value::String(name);
-    let mut server = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(fifo)
-        .with_context(|| format!("cannot open the RPC FIFO {} (is puahost running with [rpc] fifo set?)", fifo.display()))?;
+    let mut server =
+        std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(fifo).with_context(|| {
+            format!("cannot open the RPC FIFO {} (is puahost running with [rpc] fifo set?)", fifo.display())
+        })?;
     server.write_all(format!("{req}\n").as_bytes())?;
 
     let (tx, rx) = std::sync::mpsc::channel();
@@ -135,7 +134,10 @@ mod tests {
     #[test]
     fn kamctl_argument_rules() {
         let p = params_from_args(&s(&["sip:a@b", "3600", "-1", "s:3600", "i:7", "1.5", "0x10"]), false).unwrap();
-        assert_eq!(p, vec![json!("sip:a@b"), json!(3600), json!(-1), json!("3600"), json!(7), json!(1.5), json!("0x10")]);
+        assert_eq!(
+            p,
+            vec![json!("sip:a@b"), json!(3600), json!(-1), json!("3600"), json!(7), json!(1.5), json!("0x10")]
+        );
         assert!(params_from_args(&s(&["i:abc"]), false).is_err());
         let p = params_from_args(&s(&["a=CRLF=b", "X: y=CRLF="]), true).unwrap();
         assert_eq!(p, vec![json!("a=CRLF=b"), json!("X: y\r\n")]);

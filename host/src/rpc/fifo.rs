@@ -26,16 +26,15 @@ const REPLY_DEADLINE: Duration = Duration::from_secs(3);
 
 /// A `reply_name` must be a bare file name inside the reply directory, never a path.
 pub fn valid_reply_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.contains('\0')
+    !name.is_empty() && name.len() <= 255 && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
 /// Creates the FIFO at `path` (replacing a stale one) and serves requests from it.
-pub fn serve_fifo(state: Arc<HostState>, path: PathBuf, reply_dir: PathBuf) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn serve_fifo(
+    state: Arc<HostState>,
+    path: PathBuf,
+    reply_dir: PathBuf,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_fifo() => std::fs::remove_file(&path)?,
         Ok(_) => anyhow::bail!("{} exists and is not a FIFO; refusing to replace it", path.display()),
@@ -100,7 +99,9 @@ async fn handle(state: &Arc<HostState>, doc: &[u8], reply_dir: &Path) {
         return;
     }
     let path = reply_dir.join(&name);
-    let mut text = response.body.to_string();
+    // Pretty-printed, as jsonrpcs's default `pretty_format=1`: kamctl's output filter expects
+    // one member per line.
+    let mut text = serde_json::to_string_pretty(&response.body).unwrap_or_else(|_| response.body.to_string());
     text.push('\n');
     if let Err(e) = write_reply(&path, text.as_bytes()).await {
         tracing::warn!(reply = %path.display(), "RPC FIFO: cannot write the reply: {e}");

@@ -50,7 +50,10 @@ impl JsonFramer {
                 None if self.buf.len() > self.max => {
                     let n = self.buf.len();
                     self.buf.clear();
-                    out.push(Frame::Garbage(format!("dropped a request larger than {} bytes ({n} bytes so far)", self.max)));
+                    out.push(Frame::Garbage(format!(
+                        "dropped a request larger than {} bytes ({n} bytes so far)",
+                        self.max
+                    )));
                 }
                 None => break,
             }
@@ -124,6 +127,9 @@ mod tests {
         let mut f = JsonFramer::new(16);
         let frames = f.push(b"{\"a\":\"0123456789012345678901234567890\"");
         assert!(matches!(frames[0], Frame::Garbage(_)));
-        assert_eq!(docs(f.push(b"\n{\"b\":2}")), Vec::<String>::new().into_iter().chain(["{\"b\":2}".to_string()]).collect::<Vec<_>>());
+        assert_eq!(
+            docs(f.push(b"\n{\"b\":2}")),
+            Vec::<String>::new().into_iter().chain(["{\"b\":2}".to_string()]).collect::<Vec<_>>()
+        );
     }
 }

@@ -21,7 +21,8 @@ async fn rpc(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<HostState>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+        .into_response()
 }
 
 /// Binds `addr` and serves until the process ends.

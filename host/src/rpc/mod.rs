@@ -145,7 +145,10 @@ impl Rpc {
                         // Answers only if the module did not (its reply handle answers on drop).
                         st.rpc.complete(
                             token,
-                            RErr(plugin_api::ffi::FfiRpcFault { code: 500, message: format!("Internal error in module {module}").into() }),
+                            RErr(plugin_api::ffi::FfiRpcFault {
+                                code: 500,
+                                message: format!("Internal error in module {module}").into(),
+                            }),
                         );
                     }
                 }));

@@ -35,9 +35,18 @@ impl ApiRegistry {
     /// # Safety
     /// `layout` must point at a `'static` `TypeLayout` and `vtable` at a `'static` vtable of
     /// that type; both come from `plugin_api::Host::export`, which guarantees it.
-    pub unsafe fn export(&self, module: &str, name: &str, version: u32, layout: *const c_void, vtable: *const c_void) -> Result<(), String> {
+    pub unsafe fn export(
+        &self,
+        module: &str,
+        name: &str,
+        version: u32,
+        layout: *const c_void,
+        vtable: *const c_void,
+    ) -> Result<(), String> {
         if !self.declared.get(module).is_some_and(|apis| apis.iter().any(|a| a == name)) {
-            return Err(format!("module {module} exports API `{name}` without declaring it (add .exports(\"{name}\") to its ModuleInfo)"));
+            return Err(format!(
+                "module {module} exports API `{name}` without declaring it (add .exports(\"{name}\") to its ModuleInfo)"
+            ));
         }
         let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(other) = exported.get(name) {
@@ -45,21 +54,33 @@ impl ApiRegistry {
         }
         // SAFETY: per this function's contract.
         let layout = unsafe { &*(layout as *const TypeLayout) };
-        exported.insert(name.to_string(), Exported { module: module.to_string(), version, layout, vtable: vtable as usize });
+        exported.insert(
+            name.to_string(),
+            Exported { module: module.to_string(), version, layout, vtable: vtable as usize },
+        );
         Ok(())
     }
 
     /// # Safety
     /// `expected` must point at a `'static` `TypeLayout` (from `plugin_api::Host::bind`).
-    pub unsafe fn bind(&self, module: &str, name: &str, version: u32, expected: *const c_void) -> Result<*const c_void, String> {
+    pub unsafe fn bind(
+        &self,
+        module: &str,
+        name: &str,
+        version: u32,
+        expected: *const c_void,
+    ) -> Result<*const c_void, String> {
         let exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
         let Some(api) = exported.get(name) else {
-            let provider = self.declared.iter().find(|(_, apis)| apis.iter().any(|a| a == name)).map(|(m, _)| m.clone());
+            let provider =
+                self.declared.iter().find(|(_, apis)| apis.iter().any(|a| a == name)).map(|(m, _)| m.clone());
             return Err(match provider {
                 Some(p) => format!(
                     "module {module} binds API `{name}`, which module {p} has not exported yet: load {p} before {module} (or {p} failed to initialise)"
                 ),
-                None => format!("module {module} binds API `{name}`, which no loaded module exports: load the module that provides it"),
+                None => format!(
+                    "module {module} binds API `{name}`, which no loaded module exports: load the module that provides it"
+                ),
             });
         };
         if api.version != version {

@@ -130,17 +130,27 @@ extern "C" fn log_level() -> u8 {
 
 extern "C" fn counter(module: RStr<'_>, name: RStr<'_>, help: RStr<'_>) -> RResult<FfiMetric, RString> {
     with_state("counter", |s| {
-        s.metrics.counter(module.as_str(), name.as_str(), help.as_str()).map(|c| FfiMetric { cell: c as *const _ as *const c_void })
+        s.metrics
+            .counter(module.as_str(), name.as_str(), help.as_str())
+            .map(|c| FfiMetric { cell: c as *const _ as *const c_void })
     })
 }
 
 extern "C" fn gauge(module: RStr<'_>, name: RStr<'_>, help: RStr<'_>) -> RResult<FfiMetric, RString> {
     with_state("gauge", |s| {
-        s.metrics.gauge(module.as_str(), name.as_str(), help.as_str()).map(|c| FfiMetric { cell: c as *const _ as *const c_void })
+        s.metrics
+            .gauge(module.as_str(), name.as_str(), help.as_str())
+            .map(|c| FfiMetric { cell: c as *const _ as *const c_void })
     })
 }
 
-extern "C" fn timer_start(module: RStr<'_>, name: RStr<'_>, first_ms: u64, interval_ms: u64, callback: FfiCallback) -> RResult<u64, RString> {
+extern "C" fn timer_start(
+    module: RStr<'_>,
+    name: RStr<'_>,
+    first_ms: u64,
+    interval_ms: u64,
+    callback: FfiCallback,
+) -> RResult<u64, RString> {
     with_state("timer", move |s| {
         let interval = (interval_ms > 0).then(|| Duration::from_millis(interval_ms));
         Ok(s.timers.start(module.to_string(), name.to_string(), Duration::from_millis(first_ms), interval, callback))
@@ -175,7 +185,12 @@ extern "C" fn api_export(module: RStr<'_>, name: RStr<'_>, version: u32, api: Ff
     with_state("export", |s| unsafe { s.apis.export(module.as_str(), name.as_str(), version, api.layout, api.vtable) })
 }
 
-extern "C" fn api_bind(module: RStr<'_>, name: RStr<'_>, version: u32, expected: *const c_void) -> RResult<*const c_void, RString> {
+extern "C" fn api_bind(
+    module: RStr<'_>,
+    name: RStr<'_>,
+    version: u32,
+    expected: *const c_void,
+) -> RResult<*const c_void, RString> {
     // SAFETY: `expected` is the `'static` layout `plugin_api::Host::bind` passes.
     with_state("bind", |s| unsafe { s.apis.bind(module.as_str(), name.as_str(), version, expected) })
 }

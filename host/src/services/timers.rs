@@ -27,7 +27,14 @@ impl Timers {
         Self { runtime, workers, next_id: AtomicU64::new(1), running: Mutex::new(HashMap::new()) }
     }
 
-    pub fn start(&self, module: String, name: String, first: Duration, interval: Option<Duration>, cb: FfiCallback) -> u64 {
+    pub fn start(
+        &self,
+        module: String,
+        name: String,
+        first: Duration,
+        interval: Option<Duration>,
+        cb: FfiCallback,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cb = Arc::new(cb);
         let busy = Arc::new(AtomicBool::new(false));

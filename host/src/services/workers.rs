@@ -35,7 +35,11 @@ impl WorkerPool {
 
     /// Starts `children` workers; each runs `child_init(rank)` (rank 1..=children) before it
     /// takes a job.
-    pub fn start(&self, children: usize, child_init: impl Fn(u32) + Send + Sync + Clone + 'static) -> std::io::Result<()> {
+    pub fn start(
+        &self,
+        children: usize,
+        child_init: impl Fn(u32) + Send + Sync + Clone + 'static,
+    ) -> std::io::Result<()> {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for rank in 1..=children as u32 {
             let rx = self.rx.clone();

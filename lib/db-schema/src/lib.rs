@@ -23,8 +23,8 @@ mod tables;
 
 pub use render::{create_sql, create_statements};
 pub use tables::{
-    ACTIVE_WATCHERS, DIALOG, DIALOG_VARS, LOCATION, LOCATION_ATTRS, PRESENTITY, PUA, SUBSCRIBER,
-    VERSION, WATCHERS, XCAP,
+    ACTIVE_WATCHERS, DIALOG, DIALOG_VARS, LOCATION, LOCATION_ATTRS, PRESENTITY, PUA, SUBSCRIBER, VERSION, WATCHERS,
+    XCAP,
 };
 
 /// An SQL database flavour, as far as Kamailio's generated scripts differ between them.
@@ -99,28 +99,17 @@ pub struct Column {
 impl Column {
     /// A `NOT NULL` column without default.
     pub(crate) const fn new(name: &'static str, ty: ColumnType) -> Column {
-        Column {
-            name,
-            ty,
-            nullable: false,
-            default: None,
-        }
+        Column { name, ty, nullable: false, default: None }
     }
 
     /// The same column, nullable.
     pub(crate) const fn null(self) -> Column {
-        Column {
-            nullable: true,
-            ..self
-        }
+        Column { nullable: true, ..self }
     }
 
     /// The same column with a default.
     pub(crate) const fn default(self, default: DefaultValue) -> Column {
-        Column {
-            default: Some(default),
-            ..self
-        }
+        Column { default: Some(default), ..self }
     }
 }
 
@@ -207,19 +196,12 @@ pub fn all_groups() -> &'static [Group] {
 /// The tables of group `name` (`"standard"`, `"presence"`, `"usrloc"`, `"dialog"`,
 /// `"auth_db"`), in creation order.
 pub fn group(name: &str) -> Option<&'static [&'static Table]> {
-    all_groups()
-        .iter()
-        .find(|g| g.name == name)
-        .map(|g| g.tables)
+    all_groups().iter().find(|g| g.name == name).map(|g| g.tables)
 }
 
 /// The table named `name`, in whichever group it is.
 pub fn table(name: &str) -> Option<&'static Table> {
-    all_groups()
-        .iter()
-        .flat_map(|g| g.tables)
-        .find(|t| t.name == name)
-        .copied()
+    all_groups().iter().flat_map(|g| g.tables).find(|t| t.name == name).copied()
 }
 
 #[cfg(test)]
@@ -228,23 +210,11 @@ mod tests {
 
     #[test]
     fn dialect_from_url() {
-        assert_eq!(
-            Dialect::from_url("sqlite:///tmp/x.db"),
-            Some(Dialect::Sqlite)
-        );
+        assert_eq!(Dialect::from_url("sqlite:///tmp/x.db"), Some(Dialect::Sqlite));
         assert_eq!(Dialect::from_url("sqlite::memory:"), Some(Dialect::Sqlite));
-        assert_eq!(
-            Dialect::from_url("postgres://u:p@h/db"),
-            Some(Dialect::Postgres)
-        );
-        assert_eq!(
-            Dialect::from_url("postgresql://h/db"),
-            Some(Dialect::Postgres)
-        );
-        assert_eq!(
-            Dialect::from_url("mysql://u:p@h:3306/kamailio"),
-            Some(Dialect::Mysql)
-        );
+        assert_eq!(Dialect::from_url("postgres://u:p@h/db"), Some(Dialect::Postgres));
+        assert_eq!(Dialect::from_url("postgresql://h/db"), Some(Dialect::Postgres));
+        assert_eq!(Dialect::from_url("mysql://u:p@h:3306/kamailio"), Some(Dialect::Mysql));
         assert_eq!(Dialect::from_url("MySQL://h/db"), Some(Dialect::Mysql));
         assert_eq!(Dialect::from_url("mariadb://h/db"), None);
         assert_eq!(Dialect::from_url("sqlite"), None);
@@ -255,15 +225,9 @@ mod tests {
     #[test]
     fn groups() {
         let names: Vec<_> = all_groups().iter().map(|g| g.name).collect();
-        assert_eq!(
-            names,
-            ["standard", "presence", "usrloc", "dialog", "auth_db"]
-        );
+        assert_eq!(names, ["standard", "presence", "usrloc", "dialog", "auth_db"]);
         let presence: Vec<_> = group("presence").unwrap().iter().map(|t| t.name).collect();
-        assert_eq!(
-            presence,
-            ["presentity", "active_watchers", "watchers", "xcap", "pua"]
-        );
+        assert_eq!(presence, ["presentity", "active_watchers", "watchers", "xcap", "pua"]);
         assert_eq!(group("standard").unwrap()[0].name, "version");
         assert!(group("Presence").is_none());
         assert!(group("presence-create.sql").is_none());
@@ -272,11 +236,7 @@ mod tests {
 
     #[test]
     fn tables() {
-        let versions: Vec<_> = all_groups()
-            .iter()
-            .flat_map(|g| g.tables)
-            .map(|t| (t.name, t.version))
-            .collect();
+        let versions: Vec<_> = all_groups().iter().flat_map(|g| g.tables).map(|t| (t.name, t.version)).collect();
         assert_eq!(
             versions,
             [
@@ -304,12 +264,7 @@ mod tests {
             assert_eq!(t.columns[0].ty, ColumnType::Id, "{}", t.name);
             for i in t.indexes {
                 for c in i.columns {
-                    assert!(
-                        t.column(c).is_some(),
-                        "{}.{}: no column {c}",
-                        t.name,
-                        i.name
-                    );
+                    assert!(t.column(c).is_some(), "{}.{}: no column {c}", t.name, i.name);
                 }
             }
         }

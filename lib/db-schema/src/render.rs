@@ -55,11 +55,7 @@ struct TableSql {
 }
 
 fn table_sql(table: &Table, dialect: Dialect) -> TableSql {
-    let mut lines: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| column_line(c, dialect))
-        .collect();
+    let mut lines: Vec<String> = table.columns.iter().map(|c| column_line(c, dialect)).collect();
     for index in table.indexes.iter().filter(|i| i.unique) {
         lines.push(format!(
             "    CONSTRAINT {} UNIQUE ({})",
@@ -67,11 +63,7 @@ fn table_sql(table: &Table, dialect: Dialect) -> TableSql {
             column_list(index.columns, dialect)
         ));
     }
-    let create = format!(
-        "CREATE TABLE {} (\n{}\n)",
-        quote(table.name, dialect),
-        lines.join(",\n")
-    );
+    let create = format!("CREATE TABLE {} (\n{}\n)", quote(table.name, dialect), lines.join(",\n"));
     let indexes = table
         .indexes
         .iter()
@@ -87,23 +79,13 @@ fn table_sql(table: &Table, dialect: Dialect) -> TableSql {
             )
         })
         .collect();
-    let insert = format!(
-        "INSERT INTO version (table_name, table_version) values ('{}','{}')",
-        table.name, table.version
-    );
-    TableSql {
-        create,
-        indexes,
-        insert,
-    }
+    let insert =
+        format!("INSERT INTO version (table_name, table_version) values ('{}','{}')", table.name, table.version);
+    TableSql { create, indexes, insert }
 }
 
 fn column_line(column: &Column, dialect: Dialect) -> String {
-    let mut line = format!(
-        "    {} {}",
-        quote(column.name, dialect),
-        column_type(column.ty, dialect)
-    );
+    let mut line = format!("    {} {}", quote(column.name, dialect), column_type(column.ty, dialect));
     match column.default {
         None => {}
         Some(DefaultValue::Null) => line.push_str(" DEFAULT NULL"),
@@ -160,11 +142,7 @@ fn quote(name: &str, dialect: Dialect) -> String {
 }
 
 fn column_list(columns: &[&str], dialect: Dialect) -> String {
-    columns
-        .iter()
-        .map(|c| quote(c, dialect))
-        .collect::<Vec<_>>()
-        .join(", ")
+    columns.iter().map(|c| quote(c, dialect)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -178,11 +156,7 @@ mod tests {
             for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql] {
                 let statements = create_statements(g.tables, d);
                 let script = create_sql(g.tables, d);
-                let from_script: Vec<_> = script
-                    .split(";\n")
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
+                let from_script: Vec<_> = script.split(";\n").map(str::trim).filter(|s| !s.is_empty()).collect();
                 assert_eq!(statements, from_script, "{} {d:?}", g.name);
                 assert!(statements.iter().all(|s| !s.ends_with(';')));
             }
@@ -195,14 +169,8 @@ mod tests {
         assert_eq!(statements.len(), 6);
         assert!(statements[0].starts_with("CREATE TABLE `pua` (\n"));
         assert_eq!(statements[1], "CREATE INDEX expires_idx ON pua (`expires`)");
-        assert_eq!(
-            statements[5],
-            "INSERT INTO version (table_name, table_version) values ('pua','7')"
-        );
-        assert_eq!(
-            create_statements(group("presence").unwrap(), Dialect::Sqlite).len(),
-            23
-        );
+        assert_eq!(statements[5], "INSERT INTO version (table_name, table_version) values ('pua','7')");
+        assert_eq!(create_statements(group("presence").unwrap(), Dialect::Sqlite).len(), 23);
     }
 
     #[test]
@@ -212,14 +180,8 @@ mod tests {
         assert_eq!(line("q"), "    q REAL DEFAULT 1.0 NOT NULL");
         assert_eq!(line("domain"), "    domain VARCHAR(64) DEFAULT NULL");
         assert_eq!(line("ruid"), "    ruid VARCHAR(64) DEFAULT '' NOT NULL");
-        assert_eq!(
-            line("expires"),
-            "    expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL"
-        );
+        assert_eq!(line("expires"), "    expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL");
         let quoted = Column::new("x", ColumnType::Text).default(DefaultValue::Str("it's"));
-        assert_eq!(
-            column_line(&quoted, Dialect::Postgres),
-            "    x TEXT DEFAULT 'it''s' NOT NULL"
-        );
+        assert_eq!(column_line(&quoted, Dialect::Postgres), "    x TEXT DEFAULT 'it''s' NOT NULL");
     }
 }

@@ -9,15 +9,9 @@ use crate::{Column, ColumnType, DefaultValue as D, Group, Index, Table};
 /// Kamailio's `id` column, first in every table.
 const ID: Column = Column::new("id", ColumnType::Id);
 /// Kamailio's `int` columns all declare a MySQL display width of 11.
-const INT: ColumnType = ColumnType::Int {
-    width: Some(11),
-    unsigned: false,
-};
+const INT: ColumnType = ColumnType::Int { width: Some(11), unsigned: false };
 /// Kamailio's `unsigned int` columns declare a MySQL display width of 10...
-const UINT: ColumnType = ColumnType::Int {
-    width: Some(10),
-    unsigned: true,
-};
+const UINT: ColumnType = ColumnType::Int { width: Some(10), unsigned: true };
 const TEXT: ColumnType = ColumnType::Text;
 const BLOB: ColumnType = ColumnType::Blob;
 const LARGE_BLOB: ColumnType = ColumnType::LargeBlob;
@@ -28,19 +22,11 @@ const fn varchar(n: u16) -> ColumnType {
 }
 
 const fn unique(name: &'static str, columns: &'static [&'static str]) -> Index {
-    Index {
-        name,
-        columns,
-        unique: true,
-    }
+    Index { name, columns, unique: true }
 }
 
 const fn index(name: &'static str, columns: &'static [&'static str]) -> Index {
-    Index {
-        name,
-        columns,
-        unique: false,
-    }
+    Index { name, columns, unique: false }
 }
 
 /// `version` v1: the schema version of every other table, which Kamailio's modules check
@@ -54,14 +40,7 @@ pub static VERSION: Table = Table {
         ID,
         Column::new("table_name", varchar(32)),
         // ...except this one, hence MySQL `INT UNSIGNED`.
-        Column::new(
-            "table_version",
-            ColumnType::Int {
-                width: None,
-                unsigned: true,
-            },
-        )
-        .default(D::Int(0)),
+        Column::new("table_version", ColumnType::Int { width: None, unsigned: true }).default(D::Int(0)),
     ],
     indexes: &[unique("table_name_idx", &["table_name"])],
 };
@@ -126,9 +105,7 @@ pub static ACTIVE_WATCHERS: Table = Table {
         Column::new("updated", INT),
         Column::new("updated_winfo", INT),
         Column::new("flags", INT).default(D::Int(0)),
-        Column::new("user_agent", varchar(255))
-            .null()
-            .default(D::Str("")),
+        Column::new("user_agent", varchar(255)).null().default(D::Str("")),
     ],
     indexes: &[
         unique("active_watchers_idx", &["callid", "to_tag", "from_tag"]),
@@ -155,15 +132,7 @@ pub static WATCHERS: Table = Table {
         Column::new("reason", varchar(64)).null(),
         Column::new("inserted_time", INT),
     ],
-    indexes: &[unique(
-        "watcher_idx",
-        &[
-            "presentity_uri",
-            "watcher_username",
-            "watcher_domain",
-            "event",
-        ],
-    )],
+    indexes: &[unique("watcher_idx", &["presentity_uri", "watcher_username", "watcher_domain", "event"])],
 };
 
 /// `xcap` v4: XCAP documents (presence rules, resource lists).
@@ -186,10 +155,7 @@ pub static XCAP: Table = Table {
     indexes: &[
         unique("doc_uri_idx", &["doc_uri"]),
         index("account_doc_type_idx", &["username", "domain", "doc_type"]),
-        index(
-            "account_doc_type_uri_idx",
-            &["username", "domain", "doc_type", "doc_uri"],
-        ),
+        index("account_doc_type_uri_idx", &["username", "domain", "doc_type", "doc_uri"]),
         index("account_doc_uri_idx", &["username", "domain", "doc_uri"]),
     ],
 };
@@ -242,18 +208,10 @@ pub static LOCATION: Table = Table {
         Column::new("username", varchar(64)).default(D::Str("")),
         Column::new("domain", varchar(64)).null().default(D::Null),
         Column::new("contact", varchar(512)).default(D::Str("")),
-        Column::new("received", varchar(128))
-            .null()
-            .default(D::Null),
+        Column::new("received", varchar(128)).null().default(D::Null),
         Column::new("path", varchar(512)).null().default(D::Null),
         Column::new("expires", DATETIME).default(D::Str("2030-05-28 21:32:15")),
-        Column::new(
-            "q",
-            ColumnType::Float {
-                size: Some((10, 2)),
-            },
-        )
-        .default(D::Float(1.0)),
+        Column::new("q", ColumnType::Float { size: Some((10, 2)) }).default(D::Float(1.0)),
         Column::new("callid", varchar(255)).default(D::Str("Default-Call-ID")),
         Column::new("cseq", INT).default(D::Int(1)),
         Column::new("last_modified", DATETIME).default(D::Str("2000-01-01 00:00:01")),
@@ -262,9 +220,7 @@ pub static LOCATION: Table = Table {
         Column::new("user_agent", varchar(255)).default(D::Str("")),
         Column::new("socket", varchar(64)).null().default(D::Null),
         Column::new("methods", INT).null().default(D::Null),
-        Column::new("instance", varchar(255))
-            .null()
-            .default(D::Null),
+        Column::new("instance", varchar(255)).null().default(D::Null),
         Column::new("reg_id", INT).default(D::Int(0)),
         Column::new("server_id", INT).default(D::Int(0)),
         Column::new("connection_id", INT).default(D::Int(0)),
@@ -367,31 +323,13 @@ pub static SUBSCRIBER: Table = Table {
         Column::new("ha1", varchar(128)).default(D::Str("")),
         Column::new("ha1b", varchar(128)).default(D::Str("")),
     ],
-    indexes: &[
-        unique("account_idx", &["username", "domain"]),
-        index("username_idx", &["username"]),
-    ],
+    indexes: &[unique("account_idx", &["username", "domain"]), index("username_idx", &["username"])],
 };
 
 pub(crate) static GROUPS: &[Group] = &[
-    Group {
-        name: "standard",
-        tables: &[&VERSION],
-    },
-    Group {
-        name: "presence",
-        tables: &[&PRESENTITY, &ACTIVE_WATCHERS, &WATCHERS, &XCAP, &PUA],
-    },
-    Group {
-        name: "usrloc",
-        tables: &[&LOCATION, &LOCATION_ATTRS],
-    },
-    Group {
-        name: "dialog",
-        tables: &[&DIALOG, &DIALOG_VARS],
-    },
-    Group {
-        name: "auth_db",
-        tables: &[&SUBSCRIBER],
-    },
+    Group { name: "standard", tables: &[&VERSION] },
+    Group { name: "presence", tables: &[&PRESENTITY, &ACTIVE_WATCHERS, &WATCHERS, &XCAP, &PUA] },
+    Group { name: "usrloc", tables: &[&LOCATION, &LOCATION_ATTRS] },
+    Group { name: "dialog", tables: &[&DIALOG, &DIALOG_VARS] },
+    Group { name: "auth_db", tables: &[&SUBSCRIBER] },
 ];

@@ -28,9 +28,7 @@ fn create_sql_is_kamailios_script() {
     let mut checked = 0;
     for group in all_groups() {
         for (dialect, dir, package) in DIALECTS {
-            let path = Path::new("/usr/share/kamailio")
-                .join(dir)
-                .join(format!("{}-create.sql", group.name));
+            let path = Path::new("/usr/share/kamailio").join(dir).join(format!("{}-create.sql", group.name));
             let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
                 panic!(
                     "cannot read {}: {e}; it is installed by the Debian package {package} \

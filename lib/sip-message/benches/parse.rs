@@ -23,7 +23,9 @@ fn publish() -> Vec<u8> {
 <timestamp>2026-11-22T10:00:0{i}Z</timestamp>\r\n </tuple>\r\n"
         ));
     }
-    pidf.push_str(" <dm:person id=\"p1\"><rpid:activities><rpid:busy/></rpid:activities></dm:person>\r\n</presence>\r\n");
+    pidf.push_str(
+        " <dm:person id=\"p1\"><rpid:activities><rpid:busy/></rpid:activities></dm:person>\r\n</presence>\r\n",
+    );
     let head = format!(
         "PUBLISH sip:alice@example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK74bf9a1;rport\r\n\
@@ -91,11 +93,7 @@ fn parse_and_lookup(buf: &[u8]) -> usize {
 
 fn bench(c: &mut Criterion) {
     let publish = publish();
-    let cases: [(&str, &[u8]); 3] = [
-        ("publish_1k_pidf", &publish),
-        ("subscribe", SUBSCRIBE),
-        ("notify", NOTIFY),
-    ];
+    let cases: [(&str, &[u8]); 3] = [("publish_1k_pidf", &publish), ("subscribe", SUBSCRIBE), ("notify", NOTIFY)];
     let mut g = c.benchmark_group("parse+lookups");
     for (name, buf) in cases {
         g.throughput(Throughput::Bytes(buf.len() as u64));
@@ -105,9 +103,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("parse_only");
     for (name, buf) in cases {
-        g.bench_function(name, |b| {
-            b.iter(|| parse(black_box(buf)).map(|p| p.headers.len()))
-        });
+        g.bench_function(name, |b| b.iter(|| parse(black_box(buf)).map(|p| p.headers.len())));
     }
     g.finish();
 

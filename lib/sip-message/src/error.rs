@@ -79,10 +79,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(kind: ParseErrorKind, offset: usize) -> Self {
-        ParseError {
-            kind,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-        }
+        ParseError { kind, offset: u32::try_from(offset).unwrap_or(u32::MAX) }
     }
 }
 
@@ -119,19 +116,11 @@ pub struct HeaderError {
 
 impl HeaderError {
     pub(crate) fn missing(name: HeaderName) -> Self {
-        HeaderError {
-            name,
-            kind: HeaderErrorKind::Missing,
-            offset: 0,
-        }
+        HeaderError { name, kind: HeaderErrorKind::Missing, offset: 0 }
     }
 
     pub(crate) fn malformed(name: HeaderName, offset: u32) -> Self {
-        HeaderError {
-            name,
-            kind: HeaderErrorKind::Malformed,
-            offset,
-        }
+        HeaderError { name, kind: HeaderErrorKind::Malformed, offset }
     }
 }
 

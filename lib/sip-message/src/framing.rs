@@ -55,19 +55,12 @@ impl std::error::Error for FrameError {}
 ///
 /// Only Content-Length is looked at; the message itself is checked by `parse`.
 pub fn frame_stream(buf: &[u8], max_size: usize) -> Frame {
-    let crlf = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let crlf = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     if crlf > 0 {
         return Frame::KeepAlive(crlf);
     }
     let Some(head_len) = find_head_end(buf, max_size) else {
-        return if buf.len() > max_size {
-            Frame::Error(FrameError::TooLarge)
-        } else {
-            Frame::Incomplete
-        };
+        return if buf.len() > max_size { Frame::Error(FrameError::TooLarge) } else { Frame::Incomplete };
     };
     let head = buf.get(..head_len).unwrap_or_default();
     let body_len = match content_length(head) {
@@ -165,11 +158,7 @@ mod tests {
     fn complete_and_incomplete() {
         assert_eq!(frame_stream(MSG, 1000), Frame::Complete(MSG.len()));
         for cut in 0..MSG.len() {
-            assert_eq!(
-                frame_stream(&MSG[..cut], 1000),
-                Frame::Incomplete,
-                "cut {cut}"
-            );
+            assert_eq!(frame_stream(&MSG[..cut], 1000), Frame::Incomplete, "cut {cut}");
         }
         let mut two = MSG.to_vec();
         two.extend_from_slice(MSG);
@@ -196,31 +185,19 @@ mod tests {
             Frame::Error(FrameError::BadContentLength)
         );
         assert_eq!(
-            frame_stream(
-                b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-length: 2\r\n\r\n",
-                1000
-            ),
+            frame_stream(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-length: 2\r\n\r\n", 1000),
             Frame::Error(FrameError::ConflictingContentLength)
         );
         // A 2 MB body is refused as soon as the header section is in.
         assert_eq!(
-            frame_stream(
-                b"MESSAGE sip:a SIP/2.0\r\nContent-Length: 2000000\r\n\r\n",
-                65536
-            ),
+            frame_stream(b"MESSAGE sip:a SIP/2.0\r\nContent-Length: 2000000\r\n\r\n", 65536),
             Frame::Error(FrameError::TooLarge)
         );
         // A header section that never ends is refused past the limit.
         let endless = vec![b'a'; 70000];
-        assert_eq!(
-            frame_stream(&endless, 65536),
-            Frame::Error(FrameError::TooLarge)
-        );
+        assert_eq!(frame_stream(&endless, 65536), Frame::Error(FrameError::TooLarge));
         assert_eq!(frame_stream(&endless[..100], 65536), Frame::Incomplete);
         // Folded value and bare LF.
-        assert_eq!(
-            frame_stream(b"OPTIONS sip:a SIP/2.0\nContent-Length:\n 2\n\nok", 100),
-            Frame::Complete(44)
-        );
+        assert_eq!(frame_stream(b"OPTIONS sip:a SIP/2.0\nContent-Length:\n 2\n\nok", 100), Frame::Complete(44));
     }
 }

@@ -561,14 +561,8 @@ mod tests {
             let name = HeaderName(code);
             let text = name.as_str().unwrap_or_default();
             assert_eq!(HeaderName::from_bytes(text.as_bytes()), name, "{text}");
-            assert_eq!(
-                HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes()),
-                name
-            );
-            assert_eq!(
-                HeaderName::from_bytes(text.to_ascii_uppercase().as_bytes()),
-                name
-            );
+            assert_eq!(HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes()), name);
+            assert_eq!(HeaderName::from_bytes(text.to_ascii_uppercase().as_bytes()), name);
             if let Some(c) = name.compact_form() {
                 let mut b = [0u8; 4];
                 let short = c.encode_utf8(&mut b).as_bytes();
@@ -581,11 +575,7 @@ mod tests {
     #[test]
     fn unknown_names_are_other() {
         for n in ["", "X-Foo", "Vía", "Viaa", "z", "C%6Fntact"] {
-            assert_eq!(
-                HeaderName::from_bytes(n.as_bytes()),
-                HeaderName::OTHER,
-                "{n}"
-            );
+            assert_eq!(HeaderName::from_bytes(n.as_bytes()), HeaderName::OTHER, "{n}");
         }
         assert_eq!(HeaderName(9999).as_str(), None);
         assert!(!HeaderName(9999).is_known());

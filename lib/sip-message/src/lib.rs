@@ -34,15 +34,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 // Peer input must never panic the server: no unwrap/expect/panic/indexing outside tests.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod error;
 mod framing;

@@ -24,27 +24,12 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// Joins a buffer and the index [`parse`](crate::parse) produced for it.
     pub fn new(buf: &'a [u8], parsed: &'a ParsedMessage) -> Message<'a> {
-        Message {
-            buf,
-            start: parsed.start,
-            headers: &parsed.headers,
-            body: (parsed.body_start, parsed.body_end),
-        }
+        Message { buf, start: parsed.start, headers: &parsed.headers, body: (parsed.body_start, parsed.body_end) }
     }
 
     /// Rebuilds the view from the parts of an index, without re-parsing.
-    pub fn from_parts(
-        buf: &'a [u8],
-        start: StartLine,
-        headers: &'a [HeaderEntry],
-        body: (u32, u32),
-    ) -> Message<'a> {
-        Message {
-            buf,
-            start,
-            headers,
-            body,
-        }
+    pub fn from_parts(buf: &'a [u8], start: StartLine, headers: &'a [HeaderEntry], body: (u32, u32)) -> Message<'a> {
+        Message { buf, start, headers, body }
     }
 
     /// The whole buffer.
@@ -68,9 +53,7 @@ impl<'a> Message<'a> {
     }
 
     pub(crate) fn range(&self, start: u32, end: u32) -> &'a [u8] {
-        self.buf
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+        self.buf.get(start as usize..end as usize).unwrap_or_default()
     }
 
     fn range_str(&self, start: u32, end: u32) -> Option<&'a str> {
@@ -92,8 +75,7 @@ impl<'a> Message<'a> {
         if !self.is_request() {
             return None;
         }
-        self.range_str(self.start.method_start, self.start.method_end)
-            .map(Method::from_token)
+        self.range_str(self.start.method_start, self.start.method_end).map(Method::from_token)
     }
 
     /// The Request-URI text (`None` for a response).
@@ -111,8 +93,7 @@ impl<'a> Message<'a> {
 
     /// The SIP-Version text, e.g. `SIP/2.0`.
     pub fn version(&self) -> &'a str {
-        self.range_str(self.start.version_start, self.start.version_end)
-            .unwrap_or_default()
+        self.range_str(self.start.version_start, self.start.version_end).unwrap_or_default()
     }
 
     /// The status code (`None` for a request).
@@ -122,8 +103,7 @@ impl<'a> Message<'a> {
 
     /// The reason phrase bytes (`None` for a request). May be any UTF-8 (RFC 4475 §3.1.1.12).
     pub fn reason(&self) -> Option<&'a [u8]> {
-        self.is_response()
-            .then(|| self.range(self.start.reason_start, self.start.reason_end))
+        self.is_response().then(|| self.range(self.start.reason_start, self.start.reason_end))
     }
 
     /// The body.
@@ -154,10 +134,7 @@ impl<'a> Message<'a> {
     /// The raw values of every header line with this code, in order.
     pub fn headers(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         let msg = *self;
-        self.headers
-            .iter()
-            .filter(move |e| e.name == name)
-            .map(move |e| msg.entry_value(e))
+        self.headers.iter().filter(move |e| e.name == name).map(move |e| msg.entry_value(e))
     }
 
     /// The raw values of every header line with this name (any case, compact forms included).
@@ -171,8 +148,7 @@ impl<'a> Message<'a> {
                 if code != HeaderName::OTHER {
                     e.name == code
                 } else {
-                    e.name == HeaderName::OTHER
-                        && msg.entry_name(e).eq_ignore_ascii_case(name.as_bytes())
+                    e.name == HeaderName::OTHER && msg.entry_name(e).eq_ignore_ascii_case(name.as_bytes())
                 }
             })
             .map(move |e| msg.entry_value(e))
@@ -181,52 +157,27 @@ impl<'a> Message<'a> {
     /// Every comma-separated element of every header line with this code, in order (quoted
     /// strings and `<...>` are respected). Elements are trimmed; empty ones are included.
     pub fn list(&self, name: HeaderName) -> ListValues<'a> {
-        ListValues {
-            msg: *self,
-            name,
-            next_header: 0,
-            current: None,
-        }
+        ListValues { msg: *self, name, next_header: 0, current: None }
     }
 
-    fn typed_list<T>(
-        &self,
-        name: HeaderName,
-        parse: fn(&'a [u8]) -> Option<T>,
-    ) -> TypedList<'a, T> {
-        TypedList {
-            values: self.list(name),
-            parse,
-            skip_empty: false,
-        }
+    fn typed_list<T>(&self, name: HeaderName, parse: fn(&'a [u8]) -> Option<T>) -> TypedList<'a, T> {
+        TypedList { values: self.list(name), parse, skip_empty: false }
     }
 
     /// The first header with this code and its offset.
     fn first(&self, name: HeaderName) -> Option<(u32, &'a [u8])> {
-        self.headers
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| (e.value_start, self.entry_value(e)))
+        self.headers.iter().find(|e| e.name == name).map(|e| (e.value_start, self.entry_value(e)))
     }
 
-    fn optional<T>(
-        &self,
-        name: HeaderName,
-        parse: impl Fn(&'a [u8]) -> Option<T>,
-    ) -> Result<Option<T>, HeaderError> {
+    fn optional<T>(&self, name: HeaderName, parse: impl Fn(&'a [u8]) -> Option<T>) -> Result<Option<T>, HeaderError> {
         match self.first(name) {
             None => Ok(None),
             Some((off, v)) => parse(v).map(Some).ok_or(HeaderError::malformed(name, off)),
         }
     }
 
-    fn required<T>(
-        &self,
-        name: HeaderName,
-        parse: impl Fn(&'a [u8]) -> Option<T>,
-    ) -> Result<T, HeaderError> {
-        self.optional(name, parse)?
-            .ok_or(HeaderError::missing(name))
+    fn required<T>(&self, name: HeaderName, parse: impl Fn(&'a [u8]) -> Option<T>) -> Result<T, HeaderError> {
+        self.optional(name, parse)?.ok_or(HeaderError::missing(name))
     }
 
     /// Checks that a single-valued header appears at most once.
@@ -234,11 +185,7 @@ impl<'a> Message<'a> {
         let mut it = self.headers.iter().filter(|e| e.name == name);
         it.next();
         match it.next() {
-            Some(e) => Err(HeaderError {
-                name,
-                kind: HeaderErrorKind::Repeated,
-                offset: e.value_start,
-            }),
+            Some(e) => Err(HeaderError { name, kind: HeaderErrorKind::Repeated, offset: e.value_start }),
             None => Ok(()),
         }
     }
@@ -250,9 +197,7 @@ impl<'a> Message<'a> {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'a>, HeaderError> {
-        self.vias()
-            .next()
-            .unwrap_or(Err(HeaderError::missing(HeaderName::VIA)))
+        self.vias().next().unwrap_or(Err(HeaderError::missing(HeaderName::VIA)))
     }
 
     /// The From header.
@@ -334,13 +279,7 @@ impl<'a> Message<'a> {
     }
 
     fn token_header(&self, name: HeaderName) -> Result<Option<&'a str>, HeaderError> {
-        self.optional(name, |v| {
-            if scan::is_token_str(v) {
-                scan::utf8(v)
-            } else {
-                None
-            }
-        })
+        self.optional(name, |v| if scan::is_token_str(v) { scan::utf8(v) } else { None })
     }
 
     /// The SIP-ETag header (RFC 3903).
@@ -364,11 +303,7 @@ impl<'a> Message<'a> {
         TypedList {
             values: self.list(name),
             parse: |v| {
-                if scan::is_token_str(v) {
-                    scan::utf8(v)
-                } else {
-                    None
-                }
+                if scan::is_token_str(v) { scan::utf8(v) } else { None }
             },
             skip_empty: true,
         }
@@ -403,10 +338,7 @@ impl<'a> Iterator for ListValues<'a> {
                 self.current = None;
             }
             let headers = self.msg.headers;
-            let idx = headers
-                .get(self.next_header..)?
-                .iter()
-                .position(|e| e.name == self.name)?;
+            let idx = headers.get(self.next_header..)?.iter().position(|e| e.name == self.name)?;
             let e = headers.get(self.next_header + idx)?;
             self.next_header += idx + 1;
             self.current = Some((e.value_start, CommaSplit::new(self.msg.entry_value(e))));
@@ -484,13 +416,7 @@ l: 5\r\n\r\n<x/>\ntrailing";
         assert_eq!(m.from().unwrap().tag(), Some("ffff"));
         assert_eq!(m.to().unwrap().display_name(), Some("Alice"));
         assert_eq!(m.call_id(), Ok("77@192.0.2.9"));
-        assert_eq!(
-            m.cseq().unwrap(),
-            CSeq {
-                number: 3,
-                method: Method::Notify
-            }
-        );
+        assert_eq!(m.cseq().unwrap(), CSeq { number: 3, method: Method::Notify });
         let contacts: Vec<_> = m.contacts().map(Result::unwrap).collect();
         assert_eq!(contacts[0].address().unwrap().expires(), Some(600));
         assert_eq!(contacts[1], Contact::Star);
@@ -499,32 +425,16 @@ l: 5\r\n\r\n<x/>\ntrailing";
         let ss = m.subscription_state().unwrap().unwrap();
         assert_eq!((ss.state(), ss.expires()), (SubState::Active, Some(599)));
         let ae: Vec<_> = m.allow_events().map(Result::unwrap).collect();
-        assert_eq!(
-            ae,
-            ["presence", "dialog", "message-summary", "presence.winfo"]
-        );
+        assert_eq!(ae, ["presence", "dialog", "message-summary", "presence.winfo"]);
         let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri_str()).collect();
         assert_eq!(routes, ["sip:p1.example.com;lr", "sip:p2.example.com;lr"]);
-        assert!(
-            m.record_routes()
-                .next()
-                .unwrap()
-                .unwrap()
-                .uri()
-                .unwrap()
-                .lr()
-        );
+        assert!(m.record_routes().next().unwrap().unwrap().uri().unwrap().lr());
         assert_eq!(m.sip_etag(), Ok(Some("dx200xyz")));
         assert_eq!(m.sip_if_match(), Ok(Some("abc.123")));
         assert_eq!(m.expires(), Ok(Some(600)));
         assert_eq!(m.min_expires(), Ok(Some(60)));
         assert_eq!(m.content_length(), Ok(Some(5)));
-        assert!(
-            m.content_type()
-                .unwrap()
-                .unwrap()
-                .is("application", "pidf+xml")
-        );
+        assert!(m.content_type().unwrap().unwrap().is("application", "pidf+xml"));
         assert_eq!(m.body(), b"<x/>\n");
         let custom: Vec<_> = m.headers_named("X-CUSTOM").collect();
         assert_eq!(custom, [&b"one"[..], b"two"]);
@@ -550,19 +460,9 @@ l: 5\r\n\r\n<x/>\ntrailing";
     #[test]
     fn corrupted_parts_do_not_panic() {
         let buf = b"OPTIONS sip:a SIP/2.0\r\n\r\n";
-        let bogus = [HeaderEntry {
-            name: HeaderName::VIA,
-            name_start: 9000,
-            name_end: 1,
-            value_start: u32::MAX,
-            value_end: 3,
-        }];
-        let start = StartLine {
-            kind: 7,
-            method_start: 100,
-            method_end: 50,
-            ..StartLine::default()
-        };
+        let bogus =
+            [HeaderEntry { name: HeaderName::VIA, name_start: 9000, name_end: 1, value_start: u32::MAX, value_end: 3 }];
+        let start = StartLine { kind: 7, method_start: 100, method_end: 50, ..StartLine::default() };
         let m = Message::from_parts(buf, start, &bogus, (40, 2));
         assert!(m.top_via().is_err());
         assert_eq!(m.body(), b"");

@@ -16,10 +16,7 @@ const TOKEN: [bool; 256] = {
     while i < 256 {
         let b = i as u8;
         t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
         i += 1;
     }
     t
@@ -127,11 +124,7 @@ pub(crate) struct CommaSplit<'a> {
 
 impl<'a> CommaSplit<'a> {
     pub(crate) fn new(s: &'a [u8]) -> Self {
-        CommaSplit {
-            s,
-            pos: 0,
-            done: false,
-        }
+        CommaSplit { s, pos: 0, done: false }
     }
 }
 
@@ -147,11 +140,7 @@ impl<'a> Iterator for CommaSplit<'a> {
         let mut i = start;
         loop {
             // Jump to the next byte that matters instead of matching every byte.
-            let Some(k) = self
-                .s
-                .get(i..)
-                .and_then(|r| memchr::memchr3(b',', b'"', b'<', r))
-            else {
+            let Some(k) = self.s.get(i..).and_then(|r| memchr::memchr3(b',', b'"', b'<', r)) else {
                 i = self.s.len();
                 self.done = true;
                 break;
@@ -217,10 +206,7 @@ pub(crate) fn next_param(s: &[u8], pos: usize) -> Result<Option<(RawParam<'_>, u
         Some(b'"') => take_quoted(s, v_start).ok_or(())?,
         Some(b'[') => {
             // IPv6 reference (e.g. received=[2001:db8::1]).
-            let close = s
-                .get(v_start..)
-                .and_then(|r| r.iter().position(|&b| b == b']'))
-                .ok_or(())?;
+            let close = s.get(v_start..).and_then(|r| r.iter().position(|&b| b == b']')).ok_or(())?;
             v_start + close + 1
         }
         _ => {
@@ -358,11 +344,7 @@ pub(crate) fn eq_unescaped(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
         match (x.next(), y.next()) {
             (None, None) => return true,
             (Some(p), Some(q)) => {
-                let same = if ignore_case {
-                    p.eq_ignore_ascii_case(&q)
-                } else {
-                    p == q
-                };
+                let same = if ignore_case { p.eq_ignore_ascii_case(&q) } else { p == q };
                 if !same {
                     return false;
                 }
@@ -380,15 +362,7 @@ mod tests {
     fn comma_split_respects_quotes_and_angles() {
         let v = br#""a, b" <sip:x@y;p=1,2>, c ,, "unterminated, x"#;
         let parts: Vec<&[u8]> = CommaSplit::new(v).map(|(_, p)| p).collect();
-        assert_eq!(
-            parts,
-            vec![
-                &br#""a, b" <sip:x@y;p=1,2>"#[..],
-                b"c",
-                b"",
-                br#""unterminated, x"#
-            ]
-        );
+        assert_eq!(parts, vec![&br#""a, b" <sip:x@y;p=1,2>"#[..], b"c", b"", br#""unterminated, x"#]);
     }
 
     #[test]

@@ -46,11 +46,7 @@ impl<'a> Host<'a> {
             Host::Ipv4(s) => s.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
             Host::Ipv6(s) => match s.parse::<Ipv6Addr>() {
                 Ok(a) => Some(IpAddr::V6(a)),
-                Err(_) if s.contains(":::") => s
-                    .replacen(":::", "::", 1)
-                    .parse::<Ipv6Addr>()
-                    .ok()
-                    .map(IpAddr::V6),
+                Err(_) if s.contains(":::") => s.replacen(":::", "::", 1).parse::<Ipv6Addr>().ok().map(IpAddr::V6),
                 Err(_) => None,
             },
         }
@@ -69,9 +65,7 @@ impl<'a> Host<'a> {
             return s.parse::<Ipv4Addr>().is_ok().then_some(Host::Ipv4(s));
         }
         // Host names are alnum, '-' and '.'; '_' is accepted because it occurs in the field.
-        let ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
             && !s.starts_with(['.', '-']);
         ok.then_some(Host::Name(s))
     }
@@ -100,8 +94,7 @@ impl fmt::Display for Host<'_> {
 fn is_ipv6_text(s: &str) -> bool {
     (2..=45).contains(&s.len())
         && s.bytes().filter(|&b| b == b':').count() >= 2
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
 }
 
 /// Why a URI did not parse.
@@ -158,10 +151,7 @@ pub struct SipUri<'a> {
 
 /// `unreserved` minus alphanumerics (RFC 3261 §25.1 `mark`).
 fn is_mark(b: u8) -> bool {
-    matches!(
-        b,
-        b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-    )
+    matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -175,8 +165,8 @@ fn check_escaped(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'%' {
-            let ok = b.get(i + 1).copied().and_then(hex_val).is_some()
-                && b.get(i + 2).copied().and_then(hex_val).is_some();
+            let ok =
+                b.get(i + 1).copied().and_then(hex_val).is_some() && b.get(i + 2).copied().and_then(hex_val).is_some();
             if !ok {
                 return false;
             }
@@ -212,13 +202,8 @@ impl<'a> SipUri<'a> {
         let colon = raw.find(':').ok_or(UriError::Scheme)?;
         let scheme_str = raw.get(..colon).ok_or(UriError::Scheme)?;
         let rest = raw.get(colon + 1..).unwrap_or_default();
-        let scheme_ok = scheme_str
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic())
-            && scheme_str
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        let scheme_ok = scheme_str.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme_str.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
         if !scheme_ok || rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(UriError::Scheme);
         }
@@ -266,10 +251,7 @@ impl<'a> SipUri<'a> {
             Some(at) => {
                 let userinfo = rest.get(..at).unwrap_or_default();
                 let (user, password) = match userinfo.find(':') {
-                    Some(c) => (
-                        userinfo.get(..c).unwrap_or_default(),
-                        Some(userinfo.get(c + 1..).unwrap_or_default()),
-                    ),
+                    Some(c) => (userinfo.get(..c).unwrap_or_default(), Some(userinfo.get(c + 1..).unwrap_or_default())),
                     None => (userinfo, None),
                 };
                 if user.is_empty() || !check_escaped(user, is_user_char) {
@@ -297,8 +279,7 @@ impl<'a> SipUri<'a> {
         if let Some(p) = tail.strip_prefix(':') {
             let end = p.find([';', '?']).unwrap_or(p.len());
             let digits = p.get(..end).unwrap_or_default();
-            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(UriError::Port);
             }
             self.port = Some(digits.parse::<u16>().map_err(|_| UriError::Port)?);
@@ -312,9 +293,7 @@ impl<'a> SipUri<'a> {
             let ok = !h.is_empty()
                 && h.split('&').all(|kv| {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    !k.is_empty()
-                        && check_escaped(k, is_header_char)
-                        && check_escaped(v, is_header_char)
+                    !k.is_empty() && check_escaped(k, is_header_char) && check_escaped(v, is_header_char)
                 });
             if !ok {
                 return Err(UriError::Headers);
@@ -377,21 +356,16 @@ impl<'a> SipUri<'a> {
 
     /// Iterates over `(name, value)` URI parameters, still escaped.
     pub fn params(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
-        self.params
-            .split(';')
-            .skip(1)
-            .map(|p| match p.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (p, None),
-            })
+        self.params.split(';').skip(1).map(|p| match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        })
     }
 
     /// Looks a URI parameter up by name (case-insensitive, escapes decoded): `Some(None)` for a
     /// flag parameter such as `lr`.
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
-        self.params()
-            .find(|(n, _)| eq_unescaped(n.as_bytes(), name.as_bytes(), true))
-            .map(|(_, v)| v)
+        self.params().find(|(n, _)| eq_unescaped(n.as_bytes(), name.as_bytes(), true)).map(|(_, v)| v)
     }
 
     /// The `transport` parameter.
@@ -421,10 +395,7 @@ impl<'a> SipUri<'a> {
 
     /// Iterates over `(name, value)` URI headers, still escaped.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.headers
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        self.headers.split('&').filter(|s| !s.is_empty()).map(|kv| kv.split_once('=').unwrap_or((kv, "")))
     }
 
     /// URI equivalence per RFC 3261 §19.1.4.
@@ -472,10 +443,7 @@ impl<'a> SipUri<'a> {
                     }
                 }
                 None => {
-                    if MUST_MATCH
-                        .iter()
-                        .any(|m| eq_unescaped(name.as_bytes(), m.as_bytes(), true))
-                    {
+                    if MUST_MATCH.iter().any(|m| eq_unescaped(name.as_bytes(), m.as_bytes(), true)) {
                         return false;
                     }
                 }
@@ -483,9 +451,7 @@ impl<'a> SipUri<'a> {
         }
         for (name, _) in other.params() {
             if self.param_decoded(name).is_none()
-                && MUST_MATCH
-                    .iter()
-                    .any(|m| eq_unescaped(name.as_bytes(), m.as_bytes(), true))
+                && MUST_MATCH.iter().any(|m| eq_unescaped(name.as_bytes(), m.as_bytes(), true))
             {
                 return false;
             }
@@ -493,8 +459,7 @@ impl<'a> SipUri<'a> {
         let headers_in = |a: &SipUri<'_>, b: &SipUri<'_>| {
             a.headers().all(|(n, v)| {
                 b.headers().any(|(n2, v2)| {
-                    eq_unescaped(n.as_bytes(), n2.as_bytes(), true)
-                        && eq_unescaped(v.as_bytes(), v2.as_bytes(), true)
+                    eq_unescaped(n.as_bytes(), n2.as_bytes(), true) && eq_unescaped(v.as_bytes(), v2.as_bytes(), true)
                 })
             })
         };
@@ -503,9 +468,7 @@ impl<'a> SipUri<'a> {
 
     /// Like [`SipUri::param`] but the searched name may itself be escaped.
     fn param_decoded(&self, name: &str) -> Option<Option<&'a str>> {
-        self.params()
-            .find(|(n, _)| eq_unescaped(n.as_bytes(), name.as_bytes(), true))
-            .map(|(_, v)| v)
+        self.params().find(|(n, _)| eq_unescaped(n.as_bytes(), name.as_bytes(), true)).map(|(_, v)| v)
     }
 }
 
@@ -544,8 +507,7 @@ mod tests {
 
     #[test]
     fn full_sip_uri() {
-        let u = SipUri::parse("sips:alice:secret@Example.COM:5061;transport=tcp;lr?subject=x&a=b")
-            .unwrap();
+        let u = SipUri::parse("sips:alice:secret@Example.COM:5061;transport=tcp;lr?subject=x&a=b").unwrap();
         assert_eq!(u.scheme(), Scheme::Sips);
         assert_eq!(u.user(), Some("alice"));
         assert_eq!(u.password(), Some("secret"));
@@ -553,40 +515,25 @@ mod tests {
         assert_eq!(u.port(), Some(5061));
         assert_eq!(u.transport(), Some("tcp"));
         assert!(u.lr());
-        assert_eq!(
-            u.headers().collect::<Vec<_>>(),
-            vec![("subject", "x"), ("a", "b")]
-        );
+        assert_eq!(u.headers().collect::<Vec<_>>(), vec![("subject", "x"), ("a", "b")]);
     }
 
     #[test]
     fn rfc4475_userinfo_cases() {
         let u = SipUri::parse("sip:user;par=u%40example.net@example.com").unwrap();
         assert_eq!(u.user(), Some("user;par=u%40example.net"));
-        assert_eq!(
-            u.user_unescaped().unwrap().as_ref(),
-            b"user;par=u@example.net"
-        );
+        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"user;par=u@example.net");
         assert_eq!(u.host(), Some(Host::Name("example.com")));
         let u = SipUri::parse(
             "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(
-            u.user(),
-            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
-        );
-        assert_eq!(
-            u.password(),
-            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
-        );
+        assert_eq!(u.user(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+        assert_eq!(u.password(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
         let u = SipUri::parse("sip:%00%00@host5.example.com").unwrap();
         assert_eq!(u.user_unescaped().unwrap().as_ref(), b"\0\0");
         let u = SipUri::parse("sip:sips%3Auser%40example.com@example.net").unwrap();
-        assert_eq!(
-            u.user_unescaped().unwrap().as_ref(),
-            b"sips:user@example.com"
-        );
+        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"sips:user@example.com");
     }
 
     #[test]
@@ -599,10 +546,7 @@ mod tests {
         let u = SipUri::parse("sip:user@[2001:db8:::192.0.2.1]").unwrap();
         assert!(u.host().unwrap().ip().is_some());
         assert!(SipUri::parse("sip:2001:db8::10").is_err());
-        assert_eq!(
-            SipUri::parse("sip:[2001:db8::10").unwrap_err(),
-            UriError::Host
-        );
+        assert_eq!(SipUri::parse("sip:[2001:db8::10").unwrap_err(), UriError::Host);
     }
 
     #[test]
@@ -623,24 +567,11 @@ mod tests {
 
     #[test]
     fn equivalence_rfc3261_examples() {
-        let eq = |a: &str, b: &str| {
-            SipUri::parse(a)
-                .unwrap()
-                .equivalent(&SipUri::parse(b).unwrap())
-        };
+        let eq = |a: &str, b: &str| SipUri::parse(a).unwrap().equivalent(&SipUri::parse(b).unwrap());
         // RFC 3261 §19.1.4, equivalent pairs.
-        assert!(eq(
-            "sip:%61lice@atlanta.com;transport=TCP",
-            "sip:alice@AtLanTa.CoM;Transport=tcp"
-        ));
-        assert!(eq(
-            "sip:carol@chicago.com",
-            "sip:carol@chicago.com;newparam=5"
-        ));
-        assert!(eq(
-            "sip:carol@chicago.com;security=on",
-            "sip:carol@chicago.com;newparam=5"
-        ));
+        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
+        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
+        assert!(eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"));
         assert!(eq(
             "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
@@ -650,27 +581,12 @@ mod tests {
             "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
         ));
         // Non-equivalent pairs.
-        assert!(!eq(
-            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
-            "sip:alice@AtLanTa.CoM;Transport=UDP"
-        ));
+        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
         assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
-        assert!(!eq(
-            "sip:bob@biloxi.com",
-            "sip:bob@biloxi.com;transport=udp"
-        ));
-        assert!(!eq(
-            "sip:bob@biloxi.com",
-            "sip:bob@biloxi.com:6000;transport=tcp"
-        ));
-        assert!(!eq(
-            "sip:carol@chicago.com",
-            "sip:carol@chicago.com?Subject=next%20meeting"
-        ));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"));
+        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
         assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
-        assert!(!eq(
-            "sip:carol@chicago.com;security=on",
-            "sip:carol@chicago.com;security=off"
-        ));
+        assert!(!eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"));
     }
 }

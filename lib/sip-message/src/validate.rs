@@ -79,13 +79,9 @@ impl fmt::Display for ValidationError {
             ValidationError::UnsupportedVersion => f.write_str("unsupported SIP version"),
             ValidationError::BadRequestUri => f.write_str("bad Request-URI"),
             ValidationError::Header(h) => h.fmt(f),
-            ValidationError::CSeqMethodMismatch => {
-                f.write_str("CSeq method differs from the request method")
-            }
+            ValidationError::CSeqMethodMismatch => f.write_str("CSeq method differs from the request method"),
             ValidationError::CSeqOutOfRange => f.write_str("CSeq number not below 2**31"),
-            ValidationError::ContentLengthMismatch => {
-                f.write_str("Content-Length does not match the body")
-            }
+            ValidationError::ContentLengthMismatch => f.write_str("Content-Length does not match the body"),
             ValidationError::BadDate => f.write_str("malformed Date header"),
             ValidationError::NotARequest => f.write_str("not a request"),
             ValidationError::IsAck => f.write_str("ACK is never answered"),
@@ -120,13 +116,9 @@ impl<'a> Message<'a> {
             return Err(ValidationError::UnsupportedVersion);
         }
         if self.is_request() {
-            let uri = self
-                .request_uri_str()
-                .ok_or(ValidationError::BadRequestUri)?;
+            let uri = self.request_uri_str().ok_or(ValidationError::BadRequestUri)?;
             let parsed = SipUri::parse(uri).map_err(|_| ValidationError::BadRequestUri)?;
-            if matches!(parsed.scheme(), Scheme::Sip | Scheme::Sips)
-                && !parsed.headers_str().is_empty()
-            {
+            if matches!(parsed.scheme(), Scheme::Sip | Scheme::Sips) && !parsed.headers_str().is_empty() {
                 return Err(ValidationError::BadRequestUri);
             }
         }
@@ -137,12 +129,7 @@ impl<'a> Message<'a> {
         for v in vias {
             v?;
         }
-        for name in [
-            HeaderName::FROM,
-            HeaderName::TO,
-            HeaderName::CALL_ID,
-            HeaderName::CSEQ,
-        ] {
+        for name in [HeaderName::FROM, HeaderName::TO, HeaderName::CALL_ID, HeaderName::CSEQ] {
             self.at_most_once(name)?;
         }
         self.from()?;
@@ -189,20 +176,12 @@ impl<'a> Message<'a> {
         }
         // Only the sent-by of the top Via is needed to route the reply; broken parameters
         // (RFC 4475 §3.1.2.1) still deserve a 400.
-        let (off, top) = self
-            .list(HeaderName::VIA)
-            .next()
-            .ok_or(HeaderError::missing(HeaderName::VIA))?;
+        let (off, top) = self.list(HeaderName::VIA).next().ok_or(HeaderError::missing(HeaderName::VIA))?;
         let sent_by = top.split(|&b| b == b';').next().unwrap_or_default();
         if Via::parse(sent_by).is_none() {
             return Err(HeaderError::malformed(HeaderName::VIA, off).into());
         }
-        for name in [
-            HeaderName::FROM,
-            HeaderName::TO,
-            HeaderName::CALL_ID,
-            HeaderName::CSEQ,
-        ] {
+        for name in [HeaderName::FROM, HeaderName::TO, HeaderName::CALL_ID, HeaderName::CSEQ] {
             if self.header(name).is_none_or(<[u8]>::is_empty) {
                 return Err(HeaderError::missing(name).into());
             }
@@ -224,10 +203,8 @@ impl<'a> Message<'a> {
 /// `wkday "," SP 2DIGIT SP month SP 4DIGIT SP 2DIGIT ":" 2DIGIT ":" 2DIGIT SP "GMT"`.
 fn is_rfc1123_gmt(v: &[u8]) -> bool {
     const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const MONTHS: [&[u8]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
+    const MONTHS: [&[u8]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     if v.len() != 29 {
         return false;
     }
@@ -266,44 +243,24 @@ From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\nCSe
     fn good_and_bad() {
         assert_eq!(check(format!("{BASE}\r\n").as_bytes()), Ok(()));
         assert_eq!(
-            check(
-                format!("{BASE}Date: Sat, 13 Nov 2010 23:29:00 GMT\r\nMax-Forwards: 70\r\n\r\n")
-                    .as_bytes()
-            ),
+            check(format!("{BASE}Date: Sat, 13 Nov 2010 23:29:00 GMT\r\nMax-Forwards: 70\r\n\r\n").as_bytes()),
             Ok(())
         );
         assert_eq!(
             check(format!("{BASE}Date: Fri, 01 Jan 2010 16:00:00 EST\r\n\r\n").as_bytes()),
             Err(ValidationError::BadDate)
         );
-        assert_eq!(
-            check(format!("{BASE}Max-Forwards: ten\r\n\r\n").as_bytes())
-                .unwrap_err()
-                .status_code(),
-            400
-        );
+        assert_eq!(check(format!("{BASE}Max-Forwards: ten\r\n\r\n").as_bytes()).unwrap_err().status_code(), 400);
         assert!(matches!(
             check(format!("{BASE}CSeq: 2 OPTIONS\r\n\r\n").as_bytes()),
-            Err(ValidationError::Header(HeaderError {
-                kind: HeaderErrorKind::Repeated,
-                ..
-            }))
+            Err(ValidationError::Header(HeaderError { kind: HeaderErrorKind::Repeated, .. }))
         ));
-        assert_eq!(
-            check(format!("{BASE}Content-Length: 2\r\n\r\nab").as_bytes()),
-            Ok(())
-        );
+        assert_eq!(check(format!("{BASE}Content-Length: 2\r\n\r\nab").as_bytes()), Ok(()));
         let v = BASE.replace("CSeq: 1 OPTIONS", "CSeq: 2147483648 OPTIONS");
-        assert_eq!(
-            check(format!("{v}\r\n").as_bytes()),
-            Err(ValidationError::CSeqOutOfRange)
-        );
+        assert_eq!(check(format!("{v}\r\n").as_bytes()), Err(ValidationError::CSeqOutOfRange));
         let v = BASE.replace("SIP/2.0\r\n", "SIP/3.0\r\n");
         let e = check(format!("{v}\r\n").as_bytes()).unwrap_err();
-        assert_eq!(
-            (e, e.status_code()),
-            (ValidationError::UnsupportedVersion, 505)
-        );
+        assert_eq!((e, e.status_code()), (ValidationError::UnsupportedVersion, 505));
     }
 
     #[test]
@@ -316,10 +273,7 @@ From: x\r\nTo: \"unterminated\r\nCall-ID: c\r\n\r\n";
         assert!(m.can_reply());
         let buf = b"ACK sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 ACK\r\nFrom: x\r\nTo: y\r\nCall-ID: c\r\n\r\n";
         let p = parse(buf).unwrap();
-        assert_eq!(
-            Message::new(buf, &p).check_replyable(),
-            Err(ValidationError::IsAck)
-        );
+        assert_eq!(Message::new(buf, &p).check_replyable(), Err(ValidationError::IsAck));
         let buf = b"INVITE sip:a SIP/2.0\r\nVia: junk\r\nCSeq: 1 INVITE\r\nFrom: x\r\nTo: y\r\nCall-ID: c\r\n\r\n";
         let p = parse(buf).unwrap();
         assert!(!Message::new(buf, &p).can_reply());

@@ -65,11 +65,7 @@ pub struct ReplyOptions<'r> {
 }
 
 fn clean(s: &str) -> Result<&str, WriteError> {
-    if s.bytes().any(|b| b == b'\r' || b == b'\n') {
-        Err(WriteError::InvalidText)
-    } else {
-        Ok(s)
-    }
+    if s.bytes().any(|b| b == b'\r' || b == b'\n') { Err(WriteError::InvalidText) } else { Ok(s) }
 }
 
 /// Appends `value` with folds replaced by one SP.
@@ -160,11 +156,7 @@ pub fn write_reply(
     clean(reason)?;
     check_extra(opts.headers)?;
     for t in [opts.to_tag, opts.received].into_iter().flatten() {
-        if !is_token_str(t.as_bytes())
-            && !t
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        if !is_token_str(t.as_bytes()) && !t.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return Err(WriteError::InvalidText);
         }
     }
@@ -172,15 +164,9 @@ pub fn write_reply(
         clean(b.content_type)?;
     }
     let mut copied = [&[][..]; 4];
-    for (slot, name) in copied.iter_mut().zip([
-        HeaderName::FROM,
-        HeaderName::TO,
-        HeaderName::CALL_ID,
-        HeaderName::CSEQ,
-    ]) {
-        *slot = request
-            .header(name)
-            .ok_or(WriteError::MissingHeader(name))?;
+    for (slot, name) in copied.iter_mut().zip([HeaderName::FROM, HeaderName::TO, HeaderName::CALL_ID, HeaderName::CSEQ])
+    {
+        *slot = request.header(name).ok_or(WriteError::MissingHeader(name))?;
     }
     let [from, to, call_id, cseq] = copied;
     if request.header(HeaderName::VIA).is_none() {
@@ -400,27 +386,15 @@ Call-ID: cid-1\r\nCSeq: 5 SUBSCRIBE\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n
         let p = parse(REQ).unwrap();
         let m = Message::new(REQ, &p);
         let mut out = Vec::new();
-        let bad = ReplyOptions {
-            headers: &[("X", "a\r\nInjected: 1")],
-            ..ReplyOptions::default()
-        };
-        assert_eq!(
-            write_reply(&mut out, &m, 200, "OK", &bad),
-            Err(WriteError::InvalidText)
-        );
-        assert_eq!(
-            write_reply(&mut out, &m, 99, "x", &ReplyOptions::default()),
-            Err(WriteError::BadStatusCode)
-        );
+        let bad = ReplyOptions { headers: &[("X", "a\r\nInjected: 1")], ..ReplyOptions::default() };
+        assert_eq!(write_reply(&mut out, &m, 200, "OK", &bad), Err(WriteError::InvalidText));
+        assert_eq!(write_reply(&mut out, &m, 99, "x", &ReplyOptions::default()), Err(WriteError::BadStatusCode));
         assert!(out.is_empty());
     }
 
     #[test]
     fn request_round_trip() {
-        let body = Body {
-            content_type: "application/pidf+xml",
-            bytes: b"<presence/>",
-        };
+        let body = Body { content_type: "application/pidf+xml", bytes: b"<presence/>" };
         let spec = RequestSpec {
             method: Method::Publish,
             uri: "sip:alice@example.com",
@@ -437,11 +411,7 @@ Call-ID: cid-1\r\nCSeq: 5 SUBSCRIBE\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n
             cseq: 7,
             contact: Some("<sip:pua@192.0.2.5>"),
             routes: &["<sip:proxy.example.com;lr>"],
-            headers: &[
-                ("Event", "presence"),
-                ("Expires", "3600"),
-                ("SIP-If-Match", "e1"),
-            ],
+            headers: &[("Event", "presence"), ("Expires", "3600"), ("SIP-If-Match", "e1")],
             body: Some(body),
         };
         let mut out = Vec::new();
@@ -456,14 +426,8 @@ Call-ID: cid-1\r\nCSeq: 5 SUBSCRIBE\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n
         assert_eq!(m.sip_if_match(), Ok(Some("e1")));
         assert_eq!(m.body(), b"<presence/>");
         assert_eq!(m.routes().count(), 1);
-        let bad = RequestSpec {
-            call_id: "x\r\ny",
-            ..spec
-        };
-        assert_eq!(
-            write_request(&mut Vec::new(), &bad),
-            Err(WriteError::InvalidText)
-        );
+        let bad = RequestSpec { call_id: "x\r\ny", ..spec };
+        assert_eq!(write_request(&mut Vec::new(), &bad), Err(WriteError::InvalidText));
     }
 
     #[test]

@@ -19,19 +19,12 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
     }
 }
 
 fn iterations(default: usize) -> usize {
-    std::env::var("SIP_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var("SIP_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Bytes that matter to the grammar, so that random choices hit interesting paths.

@@ -69,22 +69,10 @@ fn typical_message_parses_without_allocating() {
         && msg.top_via().ok().and_then(|v| v.rport()) == Some(None)
         && msg.from().ok().and_then(|f| f.tag()) == Some("9fxced76sl")
         && msg.to().is_ok()
-        && msg
-            .contacts()
-            .flatten()
-            .filter_map(|c| c.address().and_then(|a| a.expires()))
-            .sum::<u32>()
-            == 3600
-        && msg
-            .routes()
-            .flatten()
-            .all(|r| r.uri().is_ok_and(|u| u.lr()))
+        && msg.contacts().flatten().filter_map(|c| c.address().and_then(|a| a.expires())).sum::<u32>() == 3600
+        && msg.routes().flatten().all(|r| r.uri().is_ok_and(|u| u.lr()))
         && msg.allow_events().count() == 2
-        && msg
-            .content_type()
-            .ok()
-            .flatten()
-            .is_some_and(|c| c.is("application", "pidf+xml"))
+        && msg.content_type().ok().flatten().is_some_and(|c| c.is("application", "pidf+xml"))
         && msg.request_uri().is_some()
         && msg.header(HeaderName::MAX_FORWARDS).is_some()
         && msg.body() == b"<presence/>";

@@ -51,10 +51,7 @@ fn v6(s: &str) -> IpAddr {
 #[test]
 fn s4_1_ipv6_good() {
     valid("ipv6-good", |m| {
-        assert_eq!(
-            m.request_uri().unwrap().host(),
-            Some(Host::Ipv6("2001:db8::10"))
-        );
+        assert_eq!(m.request_uri().unwrap().host(), Some(Host::Ipv6("2001:db8::10")));
         assert_eq!(m.top_via().unwrap().host(), Host::Ipv6("2001:db8::9:1"));
         let c = m.contacts().next().unwrap().unwrap();
         let a = c.address().unwrap();
@@ -113,32 +110,19 @@ fn s4_5_received_with_and_without_brackets() {
 fn fix_length(buf: &[u8], wrong: &str) -> Vec<u8> {
     let text = String::from_utf8(buf.to_vec()).unwrap();
     let body_len = text.split_once("\n\n").unwrap().1.len();
-    text.replace(
-        &format!("Content-Length: {wrong}"),
-        &format!("Content-Length: {body_len}"),
-    )
-    .into_bytes()
+    text.replace(&format!("Content-Length: {wrong}"), &format!("Content-Length: {body_len}")).into_bytes()
 }
 
 #[test]
 fn s4_6_ipv6_in_sdp() {
     let stored = load("ipv6-in-sdp");
-    assert_eq!(
-        parse(&stored).unwrap_err().kind,
-        ParseErrorKind::ContentLengthTooLarge
-    );
-    assert_eq!(
-        parse(&crlf(&stored)).unwrap_err().kind,
-        ParseErrorKind::ContentLengthTooLarge
-    );
+    assert_eq!(parse(&stored).unwrap_err().kind, ParseErrorKind::ContentLengthTooLarge);
+    assert_eq!(parse(&crlf(&stored)).unwrap_err().kind, ParseErrorKind::ContentLengthTooLarge);
     let fixed = fix_length(&stored, "268");
     let p = parse(&fixed).unwrap();
     let m = Message::new(&fixed, &p);
     m.validate().unwrap();
-    assert_eq!(
-        m.request_uri().unwrap().host(),
-        Some(Host::Ipv6("2001:db8::10"))
-    );
+    assert_eq!(m.request_uri().unwrap().host(), Some(Host::Ipv6("2001:db8::10")));
     assert_eq!(m.top_via().unwrap().host(), Host::Ipv6("2001:db8::20"));
     assert_eq!(m.body().len(), 242);
     assert!(m.body().windows(21).any(|w| w == b"c=IN IP6 2001:db8::20"));
@@ -149,10 +133,7 @@ fn s4_7_mult_ip_in_header() {
     valid("mult-ip-in-header", |m| {
         let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
         assert_eq!(vias.len(), 3);
-        assert_eq!(
-            (vias[0].host(), vias[0].port()),
-            (Host::Ipv6("2001:db8::9:1"), Some(6050))
-        );
+        assert_eq!((vias[0].host(), vias[0].port()), (Host::Ipv6("2001:db8::9:1"), Some(6050)));
         assert_eq!(vias[1].host(), Host::Ipv4("192.0.2.1"));
         assert_eq!(vias[2].host(), Host::Ipv6("2001:db8::9:255"));
         assert_eq!(vias[2].transport(), "TCP");
@@ -163,10 +144,7 @@ fn s4_7_mult_ip_in_header() {
 #[test]
 fn s4_8_mult_ip_in_sdp() {
     let stored = load("mult-ip-in-sdp");
-    assert_eq!(
-        parse(&stored).unwrap_err().kind,
-        ParseErrorKind::ContentLengthTooLarge
-    );
+    assert_eq!(parse(&stored).unwrap_err().kind, ParseErrorKind::ContentLengthTooLarge);
     // With CRLF line ends the body is 189 bytes, so the 181 announced fit (and cut it).
     let wire = crlf(&stored);
     let p = parse(&wire).unwrap();

@@ -30,7 +30,7 @@ type BoxedFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 unsafe extern "C" fn call_boxed(data: *mut c_void) -> FfiStatus {
     // SAFETY: `data` came from `Box::into_raw` in `new` and is not freed before `drop`.
     let f = unsafe { &*(data as *const BoxedFn) };
-    match catch_unwind(AssertUnwindSafe(|| f())) {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => ROk(()),
         Ok(Err(message)) => RErr(FfiError { kind: FfiError::ERROR, message: message.into() }),
         Err(panic) => RErr(FfiError { kind: FfiError::PANIC, message: panic_message(&panic).into() }),

@@ -17,10 +17,7 @@ impl<'a> CSeq<'a> {
     /// §3.1.2.4); the stricter `< 2**31` rule is checked by `Message::validate`.
     pub fn parse(s: &'a [u8]) -> Option<CSeq<'a>> {
         let s = scan::trim_lws(s);
-        let digits_end = s
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(s.len());
+        let digits_end = s.iter().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
         let number = scan::parse_u32(s.get(..digits_end)?)?;
         if !s.get(digits_end).copied().is_some_and(is_lws) {
             return None;
@@ -29,10 +26,7 @@ impl<'a> CSeq<'a> {
         if !is_token_str(m) {
             return None;
         }
-        Some(CSeq {
-            number,
-            method: Method::from_token(scan::utf8(m)?),
-        })
+        Some(CSeq { number, method: Method::from_token(scan::utf8(m)?) })
     }
 }
 
@@ -42,18 +36,9 @@ mod tests {
 
     #[test]
     fn cseq_forms() {
-        assert_eq!(
-            CSeq::parse(b"0009\r\n  INVITE"),
-            Some(CSeq {
-                number: 9,
-                method: Method::Invite
-            })
-        );
+        assert_eq!(CSeq::parse(b"0009\r\n  INVITE"), Some(CSeq { number: 9, method: Method::Invite }));
         let c = CSeq::parse(b"139122385 !interesting-Method0123456789_*+`.%indeed'~").unwrap();
-        assert_eq!(
-            c.method,
-            Method::Other("!interesting-Method0123456789_*+`.%indeed'~")
-        );
+        assert_eq!(c.method, Method::Other("!interesting-Method0123456789_*+`.%indeed'~"));
         assert!(CSeq::parse(b"36893488147419103232 REGISTER").is_none());
         assert!(CSeq::parse(b"1INVITE").is_none());
         assert!(CSeq::parse(b"1 INVITE x").is_none());

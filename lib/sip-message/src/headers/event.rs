@@ -30,9 +30,7 @@ impl<'a> Event<'a> {
 
     /// The event package, i.e. the event type up to the first `.` (`presence`).
     pub fn package(&self) -> &'a str {
-        self.event_type
-            .split_once('.')
-            .map_or(self.event_type, |(p, _)| p)
+        self.event_type.split_once('.').map_or(self.event_type, |(p, _)| p)
     }
 
     /// The event template(s) after the package, e.g. `winfo`.
@@ -157,10 +155,7 @@ mod tests {
         let s = SubscriptionState::parse(b"Active ; expires = 3600").unwrap();
         assert_eq!(s.state(), SubState::Active);
         assert_eq!(s.expires(), Some(3600));
-        assert_eq!(
-            SubscriptionState::parse(b"waiting").unwrap().state(),
-            SubState::Other("waiting")
-        );
+        assert_eq!(SubscriptionState::parse(b"waiting").unwrap().state(), SubState::Other("waiting"));
         assert!(SubscriptionState::parse(b"active;expires=soon").is_none());
     }
 }

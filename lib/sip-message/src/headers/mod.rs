@@ -30,11 +30,7 @@ pub enum Contact<'a> {
 impl<'a> Contact<'a> {
     /// Parses one Contact value.
     pub fn parse(s: &'a [u8]) -> Option<Contact<'a>> {
-        if crate::scan::trim_lws(s) == b"*" {
-            Some(Contact::Star)
-        } else {
-            NameAddr::parse(s).map(Contact::Address)
-        }
+        if crate::scan::trim_lws(s) == b"*" { Some(Contact::Star) } else { NameAddr::parse(s).map(Contact::Address) }
     }
 
     /// The address, unless this is `*`.

@@ -52,10 +52,7 @@ impl<'a> NameAddr<'a> {
         }
         if s.get(pos) == Some(&b'<') {
             let inner_start = pos + 1;
-            let gt = s
-                .get(inner_start..)
-                .and_then(|r| r.iter().position(|&b| b == b'>'))
-                .map(|i| inner_start + i)?;
+            let gt = s.get(inner_start..).and_then(|r| r.iter().position(|&b| b == b'>')).map(|i| inner_start + i)?;
             let inner = s.get(inner_start..gt).unwrap_or_default();
             if !is_uri_text(inner, true) {
                 return None;
@@ -65,10 +62,7 @@ impl<'a> NameAddr<'a> {
             pos = gt + 1;
         } else {
             // addr-spec: parameters after the URI are header parameters (RFC 3261 §20).
-            let end = s
-                .iter()
-                .position(|&b| b == b';' || is_lws(b))
-                .unwrap_or(s.len());
+            let end = s.iter().position(|&b| b == b';' || is_lws(b)).unwrap_or(s.len());
             let text = s.get(..end).unwrap_or_default();
             if !is_uri_text(text, false) {
                 return None;
@@ -81,13 +75,7 @@ impl<'a> NameAddr<'a> {
         if end != s.len() {
             return None;
         }
-        Some(NameAddr {
-            display,
-            quoted,
-            uri,
-            bracketed,
-            params,
-        })
+        Some(NameAddr { display, quoted, uri, bracketed, params })
     }
 
     /// The display name as written: the inside of the quotes (escapes not resolved) or the
@@ -157,10 +145,7 @@ impl<'a> NameAddr<'a> {
     /// (RFC 4475 §3.1.2.4: an overlarge value may be treated as absent); the raw text is
     /// available through [`NameAddr::params`].
     pub fn expires(&self) -> Option<u32> {
-        self.params
-            .get("expires")
-            .flatten()
-            .and_then(|v| scan::parse_u32(v.as_bytes()))
+        self.params.get("expires").flatten().and_then(|v| scan::parse_u32(v.as_bytes()))
     }
 
     /// The `q` parameter of a Contact in thousandths (`q=0.33` is 330). `None` when absent or
@@ -196,17 +181,10 @@ fn is_uri_text(s: &[u8], bracketed: bool) -> bool {
     };
     let scheme = s.get(..colon).unwrap_or_default();
     scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
         && colon + 1 < s.len()
-        && s.iter().all(|&b| {
-            b > b' '
-                && b != 0x7f
-                && b != b'<'
-                && b != b'>'
-                && (bracketed || !matches!(b, b'?' | b','))
-        })
+        && s.iter()
+            .all(|&b| b > b' ' && b != 0x7f && b != b'<' && b != b'>' && (bracketed || !matches!(b, b'?' | b',')))
 }
 
 #[cfg(test)]
@@ -243,20 +221,15 @@ mod tests {
         assert!(a.params().is_empty());
         assert!(a.uri().unwrap().param("unknownparam").is_some());
 
-        let a = na(
-            r#""Quoted string \"\"" <sip:jdrosen@example.com> ; newparam =
+        let a = na(r#""Quoted string \"\"" <sip:jdrosen@example.com> ; newparam =
       newvalue ;
-  secondparam ; q = 0.33"#,
-        );
+  secondparam ; q = 0.33"#);
         assert_eq!(a.q(), Some(330));
         assert_eq!(a.params().get("newparam"), Some(Some("newvalue")));
         assert_eq!(a.params().get("secondparam"), Some(None));
         assert_eq!(na("<sip:a@b>;expires=3600;q=1").expires(), Some(3600));
         assert_eq!(na("<sip:a@b>;expires=280297596632815").expires(), None);
-        assert_eq!(
-            na("<http://www.example.com>;tag=3234233").uri_str(),
-            "http://www.example.com"
-        );
+        assert_eq!(na("<http://www.example.com>;tag=3234233").uri_str(), "http://www.example.com");
         assert_eq!(na("isbn:2983792873").uri_str(), "isbn:2983792873");
     }
 

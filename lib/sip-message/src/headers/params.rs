@@ -28,17 +28,12 @@ impl<'a> Params<'a> {
 
     /// Iterates over the parameters.
     pub fn iter(&self) -> ParamIter<'a> {
-        ParamIter {
-            raw: self.raw,
-            pos: 0,
-        }
+        ParamIter { raw: self.raw, pos: 0 }
     }
 
     /// Looks a parameter up by name, case-insensitively: `Some(None)` for a flag parameter.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Whether a parameter is present (with or without value).

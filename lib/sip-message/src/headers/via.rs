@@ -48,10 +48,7 @@ impl<'a> Via<'a> {
             host_start + s.get(host_start..)?.iter().position(|&b| b == b']')? + 1
         } else {
             let mut i = host_start;
-            while s
-                .get(i)
-                .is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            {
+            while s.get(i).is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
                 i += 1;
             }
             i
@@ -87,19 +84,8 @@ impl<'a> Via<'a> {
         if end != s.len() {
             return None;
         }
-        let raw = if s.get(params_start) == Some(&b';') {
-            scan::trim_lws(s.get(params_start..end)?)
-        } else {
-            &[]
-        };
-        Some(Via {
-            protocol_name,
-            protocol_version,
-            transport,
-            host,
-            port,
-            params: Params::new(raw),
-        })
+        let raw = if s.get(params_start) == Some(&b';') { scan::trim_lws(s.get(params_start..end)?) } else { &[] };
+        Some(Via { protocol_name, protocol_version, transport, host, port, params: Params::new(raw) })
     }
 
     /// `SIP` in `SIP/2.0/UDP`.
@@ -150,9 +136,7 @@ impl<'a> Via<'a> {
     /// The `rport` parameter: `None` if absent, `Some(None)` if present without value (a request
     /// asking for it), `Some(Some(port))` when filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get("rport")
-            .map(|v| v.and_then(|p| p.parse().ok()))
+        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// The `maddr` parameter.
@@ -162,10 +146,7 @@ impl<'a> Via<'a> {
 
     /// The `ttl` parameter.
     pub fn ttl(&self) -> Option<u8> {
-        self.params
-            .get("ttl")
-            .flatten()
-            .and_then(|t| t.parse().ok())
+        self.params.get("ttl").flatten().and_then(|t| t.parse().ok())
     }
 
     /// Whether the branch carries the RFC 3261 magic cookie `z9hG4bK`.
@@ -176,9 +157,8 @@ impl<'a> Via<'a> {
 
 /// Checks the syntax of the parameters this crate interprets (`rport`, `received`, `ttl`).
 fn param_is_sane(name: &[u8], value: Option<&[u8]>) -> bool {
-    let small_number = |v: &[u8], digits: usize, max: u32| {
-        v.len() <= digits && scan::parse_u32(v).is_some_and(|n| n <= max)
-    };
+    let small_number =
+        |v: &[u8], digits: usize, max: u32| v.len() <= digits && scan::parse_u32(v).is_some_and(|n| n <= max);
     if name.eq_ignore_ascii_case(b"rport") {
         value.is_none_or(|v| small_number(v, 5, 65535))
     } else if name.eq_ignore_ascii_case(b"received") {
@@ -192,15 +172,8 @@ fn param_is_sane(name: &[u8], value: Option<&[u8]>) -> bool {
 
 /// A `received` value as an address, with or without `[]` around IPv6 (RFC 5118 §4.5).
 fn received_ip(r: &str) -> Option<IpAddr> {
-    let inner = r
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(r);
-    if inner.contains(':') {
-        Host::Ipv6(inner).ip()
-    } else {
-        Host::Ipv4(inner).ip()
-    }
+    let inner = r.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(r);
+    if inner.contains(':') { Host::Ipv6(inner).ip() } else { Host::Ipv4(inner).ip() }
 }
 
 #[cfg(test)]
@@ -210,16 +183,10 @@ mod tests {
     #[test]
     fn tortuous_via() {
         let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
-        assert_eq!(
-            (v.protocol_name(), v.protocol_version(), v.transport()),
-            ("SIP", "2.0", "UDP")
-        );
+        assert_eq!((v.protocol_name(), v.protocol_version(), v.transport()), ("SIP", "2.0", "UDP"));
         assert_eq!(v.host(), Host::Ipv4("192.0.2.2"));
         assert_eq!(v.branch(), Some("390skdjuw"));
-        let v = Via::parse(
-            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
-        )
-        .unwrap();
+        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
         assert_eq!(v.host(), Host::Name("spindle.example.com"));
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
     }
@@ -229,15 +196,10 @@ mod tests {
         let v = Via::parse(b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-d8;rport").unwrap();
         assert_eq!(v.port(), Some(5070));
         assert_eq!(v.rport(), Some(None));
-        let v = Via::parse(
-            b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111",
-        )
-        .unwrap();
+        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111").unwrap();
         assert_eq!(v.host(), Host::Ipv6("2001:db8::9:1"));
         assert!(v.received_ip().is_some());
-        let v =
-            Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
-                .unwrap();
+        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3").unwrap();
         assert_eq!(v.received(), Some("2001:db8::9:255"));
         assert!(v.received_ip().is_some());
         let v = Via::parse(b"SIP/2.0/UDP h;rport=5060;received=192.0.2.1;ttl=16;maddr=x").unwrap();

@@ -84,27 +84,15 @@ pub(crate) fn content_length_value(v: &[u8]) -> Option<u32> {
 }
 
 /// The Content-Length of the message, if any header says; all occurrences must agree.
-pub(super) fn content_length(
-    buf: &[u8],
-    headers: &[HeaderEntry],
-) -> Result<Option<u32>, ParseError> {
+pub(super) fn content_length(buf: &[u8], headers: &[HeaderEntry]) -> Result<Option<u32>, ParseError> {
     let mut found: Option<u32> = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name == HeaderName::CONTENT_LENGTH)
-    {
-        let v = buf
-            .get(h.value_start as usize..h.value_end as usize)
-            .unwrap_or_default();
-        let n = content_length_value(v).ok_or_else(|| {
-            ParseError::new(ParseErrorKind::BadContentLength, h.value_start as usize)
-        })?;
+    for h in headers.iter().filter(|h| h.name == HeaderName::CONTENT_LENGTH) {
+        let v = buf.get(h.value_start as usize..h.value_end as usize).unwrap_or_default();
+        let n = content_length_value(v)
+            .ok_or_else(|| ParseError::new(ParseErrorKind::BadContentLength, h.value_start as usize))?;
         match found {
             Some(prev) if prev != n => {
-                return Err(ParseError::new(
-                    ParseErrorKind::ConflictingContentLength,
-                    h.name_start as usize,
-                ));
+                return Err(ParseError::new(ParseErrorKind::ConflictingContentLength, h.name_start as usize));
             }
             _ => found = Some(n),
         }

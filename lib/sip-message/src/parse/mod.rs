@@ -128,12 +128,7 @@ pub fn parse(buf: &[u8]) -> Result<ParsedMessage, ParseError> {
             .ok_or_else(|| ParseError::new(ParseErrorKind::ContentLengthTooLarge, body_start))?,
         None => buf.len(),
     };
-    Ok(ParsedMessage {
-        start,
-        headers,
-        body_start: to_u32(body_start),
-        body_end: to_u32(body_end),
-    })
+    Ok(ParsedMessage { start, headers, body_start: to_u32(body_start), body_end: to_u32(body_end) })
 }
 
 /// Offsets are checked against `u32::MAX` once, at the top of [`parse`].
@@ -159,15 +154,9 @@ mod tests {
         let p = parse(buf).unwrap();
         let s = p.start;
         assert!(s.is_request());
-        assert_eq!(
-            &buf[s.method_start as usize..s.method_end as usize],
-            b"OPTIONS"
-        );
+        assert_eq!(&buf[s.method_start as usize..s.method_end as usize], b"OPTIONS");
         assert_eq!(&buf[s.uri_start as usize..s.uri_end as usize], b"sip:a@b");
-        assert_eq!(
-            &buf[s.version_start as usize..s.version_end as usize],
-            b"SIP/2.0"
-        );
+        assert_eq!(&buf[s.version_start as usize..s.version_end as usize], b"SIP/2.0");
         assert_eq!(p.headers.len(), 2);
         assert_eq!(p.headers[1].name, HeaderName::CONTENT_LENGTH);
         assert_eq!(&buf[p.body_start as usize..p.body_end as usize], b"abc");
@@ -187,21 +176,14 @@ mod tests {
 
     #[test]
     fn folding_and_space_before_colon() {
-        let buf =
-            b"NOTIFY sip:x SIP/2.0\r\nEvent  : presence\r\n ;id=1\r\nTO :\r\n sip:a@b\r\n\r\n";
+        let buf = b"NOTIFY sip:x SIP/2.0\r\nEvent  : presence\r\n ;id=1\r\nTO :\r\n sip:a@b\r\n\r\n";
         let p = parse(buf).unwrap();
         let e = p.headers[0];
         assert_eq!(e.name, HeaderName::EVENT);
-        assert_eq!(
-            &buf[e.value_start as usize..e.value_end as usize],
-            b"presence\r\n ;id=1"
-        );
+        assert_eq!(&buf[e.value_start as usize..e.value_end as usize], b"presence\r\n ;id=1");
         let t = p.headers[1];
         assert_eq!(t.name, HeaderName::TO);
-        assert_eq!(
-            &buf[t.value_start as usize..t.value_end as usize],
-            b"sip:a@b"
-        );
+        assert_eq!(&buf[t.value_start as usize..t.value_end as usize], b"sip:a@b");
     }
 
     #[test]
@@ -218,70 +200,28 @@ mod tests {
     fn errors() {
         assert_eq!(err(b""), ParseErrorKind::Empty);
         assert_eq!(err(b"\r\n\r\n"), ParseErrorKind::Empty);
-        assert_eq!(
-            err(b"INVITE sip:a SIP/2.0"),
-            ParseErrorKind::UnterminatedStartLine
-        );
-        assert_eq!(
-            err(b"INVITE  sip:a SIP/2.0\r\n\r\n"),
-            ParseErrorKind::BadStartLine
-        );
-        assert_eq!(
-            err(b"INVITE sip:a SIP/2.0 \r\n\r\n"),
-            ParseErrorKind::BadStartLine
-        );
-        assert_eq!(
-            err(b"INVITE sip:a; lr SIP/2.0\r\n\r\n"),
-            ParseErrorKind::BadRequestUri
-        );
-        assert_eq!(
-            err(b"INVITE <sip:a> SIP/2.0\r\n\r\n"),
-            ParseErrorKind::BadRequestUri
-        );
+        assert_eq!(err(b"INVITE sip:a SIP/2.0"), ParseErrorKind::UnterminatedStartLine);
+        assert_eq!(err(b"INVITE  sip:a SIP/2.0\r\n\r\n"), ParseErrorKind::BadStartLine);
+        assert_eq!(err(b"INVITE sip:a SIP/2.0 \r\n\r\n"), ParseErrorKind::BadStartLine);
+        assert_eq!(err(b"INVITE sip:a; lr SIP/2.0\r\n\r\n"), ParseErrorKind::BadRequestUri);
+        assert_eq!(err(b"INVITE <sip:a> SIP/2.0\r\n\r\n"), ParseErrorKind::BadRequestUri);
         assert_eq!(err(b"INVITE sip:a\r\n\r\n"), ParseErrorKind::BadStartLine);
-        assert_eq!(
-            err(b"IN(VITE sip:a SIP/2.0\r\n\r\n"),
-            ParseErrorKind::BadMethod
-        );
-        assert_eq!(
-            err(b"SIP/2.0 4294967301 x\r\n\r\n"),
-            ParseErrorKind::BadStatusCode
-        );
+        assert_eq!(err(b"IN(VITE sip:a SIP/2.0\r\n\r\n"), ParseErrorKind::BadMethod);
+        assert_eq!(err(b"SIP/2.0 4294967301 x\r\n\r\n"), ParseErrorKind::BadStatusCode);
         assert_eq!(err(b"SIP/2.0 099 x\r\n\r\n"), ParseErrorKind::BadStatusCode);
         assert_eq!(err(b"SIP/2.0 20 x\r\n\r\n"), ParseErrorKind::BadStatusCode);
         assert_eq!(err(b"SIP/2.x 200 OK\r\n\r\n"), ParseErrorKind::BadVersion);
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\n x: y\r\n\r\n"),
-            ParseErrorKind::UnexpectedContinuation
-        );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nFoo bar\r\n\r\n"),
-            ParseErrorKind::MissingColon
-        );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\n: bar\r\n\r\n"),
-            ParseErrorKind::BadHeaderName
-        );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nA: b"),
-            ParseErrorKind::UnterminatedHeaders
-        );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nl: -1\r\n\r\n"),
-            ParseErrorKind::BadContentLength
-        );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nl: 99999999999\r\n\r\n"),
-            ParseErrorKind::BadContentLength
-        );
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\n x: y\r\n\r\n"), ParseErrorKind::UnexpectedContinuation);
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nFoo bar\r\n\r\n"), ParseErrorKind::MissingColon);
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\n: bar\r\n\r\n"), ParseErrorKind::BadHeaderName);
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nA: b"), ParseErrorKind::UnterminatedHeaders);
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nl: -1\r\n\r\n"), ParseErrorKind::BadContentLength);
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nl: 99999999999\r\n\r\n"), ParseErrorKind::BadContentLength);
         assert_eq!(
             err(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab"),
             ParseErrorKind::ConflictingContentLength
         );
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nab"),
-            ParseErrorKind::ContentLengthTooLarge
-        );
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nab"), ParseErrorKind::ContentLengthTooLarge);
     }
 
     #[test]
@@ -289,10 +229,7 @@ mod tests {
         let p = parse(b"OPTIONS sip:a SIP/2.0\r\nA: b\r\n").unwrap();
         assert_eq!(p.headers.len(), 1);
         assert_eq!(p.body_start, p.body_end);
-        assert_eq!(
-            err(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n"),
-            ParseErrorKind::ContentLengthTooLarge
-        );
+        assert_eq!(err(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n"), ParseErrorKind::ContentLengthTooLarge);
     }
 
     /// The index crosses the plugin ABI: its layout is part of the contract.

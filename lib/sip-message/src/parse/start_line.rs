@@ -11,19 +11,14 @@ use crate::scan::is_token_str;
 /// Parses the start line beginning at `pos`; returns it and the offset of the next line.
 pub(super) fn parse_start_line(buf: &[u8], pos: usize) -> Result<(StartLine, usize), ParseError> {
     let rest = buf.get(pos..).unwrap_or_default();
-    let lf = memchr::memchr(b'\n', rest)
-        .ok_or_else(|| ParseError::new(ParseErrorKind::UnterminatedStartLine, pos))?;
+    let lf = memchr::memchr(b'\n', rest).ok_or_else(|| ParseError::new(ParseErrorKind::UnterminatedStartLine, pos))?;
     let mut line_end = pos + lf;
     if line_end > pos && buf.get(line_end - 1) == Some(&b'\r') {
         line_end -= 1;
     }
     let line = buf.get(pos..line_end).unwrap_or_default();
     let next = pos + lf + 1;
-    let start = if line.len() >= 4
-        && line
-            .get(..4)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
-    {
+    let start = if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
         status_line(line, pos)?
     } else {
         request_line(line, pos)?
@@ -37,20 +32,13 @@ fn err(kind: ParseErrorKind, at: usize) -> ParseError {
 
 /// `SIP/1*DIGIT.1*DIGIT`, case-insensitive on the letters.
 fn is_version(v: &[u8]) -> bool {
-    let Some(rest) = v
-        .get(..4)
-        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
-        .and_then(|_| v.get(4..))
-    else {
+    let Some(rest) = v.get(..4).filter(|p| p.eq_ignore_ascii_case(b"SIP/")).and_then(|_| v.get(4..)) else {
         return false;
     };
     let Some(dot) = rest.iter().position(|&b| b == b'.') else {
         return false;
     };
-    let (major, minor) = (
-        rest.get(..dot).unwrap_or_default(),
-        rest.get(dot + 1..).unwrap_or_default(),
-    );
+    let (major, minor) = (rest.get(..dot).unwrap_or_default(), rest.get(dot + 1..).unwrap_or_default());
     !major.is_empty()
         && !minor.is_empty()
         && major.iter().all(u8::is_ascii_digit)
@@ -62,14 +50,8 @@ fn request_line(line: &[u8], base: usize) -> Result<StartLine, ParseError> {
     if line.ends_with(b" ") || line.ends_with(b"\t") || line.windows(2).any(|w| w == b"  ") {
         return Err(err(ParseErrorKind::BadStartLine, base));
     }
-    let first_sp = line
-        .iter()
-        .position(|&b| b == b' ')
-        .ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
-    let last_sp = line
-        .iter()
-        .rposition(|&b| b == b' ')
-        .ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
+    let first_sp = line.iter().position(|&b| b == b' ').ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
+    let last_sp = line.iter().rposition(|&b| b == b' ').ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
     if last_sp == first_sp {
         return Err(err(ParseErrorKind::BadStartLine, base + first_sp));
     }
@@ -107,36 +89,22 @@ fn is_request_uri(uri: &[u8]) -> bool {
     };
     let scheme = uri.get(..colon).unwrap_or_default();
     let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    scheme_ok
-        && colon + 1 < uri.len()
-        && uri
-            .iter()
-            .all(|&b| b > b' ' && b != 0x7f && !matches!(b, b'<' | b'>' | b'"'))
+        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    scheme_ok && colon + 1 < uri.len() && uri.iter().all(|&b| b > b' ' && b != 0x7f && !matches!(b, b'<' | b'>' | b'"'))
 }
 
 fn status_line(line: &[u8], base: usize) -> Result<StartLine, ParseError> {
-    let sp = line
-        .iter()
-        .position(|&b| b == b' ')
-        .ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
+    let sp = line.iter().position(|&b| b == b' ').ok_or_else(|| err(ParseErrorKind::BadStartLine, base))?;
     if !is_version(line.get(..sp).unwrap_or_default()) {
         return Err(err(ParseErrorKind::BadVersion, base));
     }
     let code_start = sp + 1;
     let digits = line.get(code_start..code_start + 3).unwrap_or_default();
     let after = line.get(code_start + 3).copied();
-    if digits.len() != 3
-        || !digits.iter().all(u8::is_ascii_digit)
-        || after.is_some_and(|b| b != b' ')
-    {
+    if digits.len() != 3 || !digits.iter().all(u8::is_ascii_digit) || after.is_some_and(|b| b != b' ') {
         return Err(err(ParseErrorKind::BadStatusCode, base + code_start));
     }
-    let code = digits
-        .iter()
-        .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+    let code = digits.iter().fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
     if !(100..=699).contains(&code) {
         return Err(err(ParseErrorKind::BadStatusCode, base + code_start));
     }

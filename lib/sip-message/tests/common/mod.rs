@@ -77,15 +77,9 @@ pub const RFC5118: [&str; 12] = [
 /// Every torture message, as bytes.
 pub fn corpus() -> Vec<Vec<u8>> {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let a = RFC4475
-        .iter()
-        .map(|n| format!("{dir}/tests/rfc4475/{n}.dat"));
-    let b = RFC5118
-        .iter()
-        .map(|n| format!("{dir}/tests/rfc5118/{n}.dat"));
-    a.chain(b)
-        .map(|p| std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
-        .collect()
+    let a = RFC4475.iter().map(|n| format!("{dir}/tests/rfc4475/{n}.dat"));
+    let b = RFC5118.iter().map(|n| format!("{dir}/tests/rfc5118/{n}.dat"));
+    a.chain(b).map(|p| std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).collect()
 }
 
 /// Parses (and frames) `buf` and calls every accessor; only a panic can fail this.
@@ -104,46 +98,21 @@ pub fn parse_and_exercise(buf: &[u8]) {
 pub fn exercise(m: &Message<'_>) {
     let _ = m.validate();
     let _ = m.check_replyable();
-    let _ = (
-        m.method(),
-        m.request_uri(),
-        m.status_code(),
-        m.reason(),
-        m.body(),
-    );
+    let _ = (m.method(), m.request_uri(), m.status_code(), m.reason(), m.body());
     for v in m.vias().flatten() {
         let _ = (v.branch(), v.received_ip(), v.rport(), v.host().ip());
     }
     for r in [m.from(), m.to()].into_iter().flatten() {
-        let _ = (
-            r.display_name_unescaped(),
-            r.uri().map(|u| u.user_unescaped()),
-            r.tag(),
-        );
+        let _ = (r.display_name_unescaped(), r.uri().map(|u| u.user_unescaped()), r.tag());
     }
-    let _ = (
-        m.call_id(),
-        m.cseq(),
-        m.expires(),
-        m.min_expires(),
-        m.max_forwards(),
-    );
+    let _ = (m.call_id(), m.cseq(), m.expires(), m.min_expires(), m.max_forwards());
     for c in m.contacts().flatten() {
         if let Some(a) = c.address() {
             let _ = (a.expires(), a.q(), a.uri());
         }
     }
-    let _ = (
-        m.event(),
-        m.subscription_state(),
-        m.sip_etag(),
-        m.sip_if_match(),
-    );
-    let _ = (
-        m.allow_events().count(),
-        m.routes().count(),
-        m.record_routes().count(),
-    );
+    let _ = (m.event(), m.subscription_state(), m.sip_etag(), m.sip_if_match());
+    let _ = (m.allow_events().count(), m.routes().count(), m.record_routes().count());
     let _ = (m.content_type(), m.content_length(), m.refer_to());
     let mut out = Vec::new();
     let _ = sip_message::write_reply(&mut out, m, 400, "Bad Request", &Default::default());
@@ -154,20 +123,8 @@ pub fn exercise(m: &Message<'_>) {
 pub fn exercise_corrupted(buf: &[u8], seed: u64) {
     let r = |k: u64| (seed.rotate_left((k * 7) as u32) % (buf.len() as u64 + 8)) as u32;
     let headers = [
-        HeaderEntry {
-            name: HeaderName::VIA,
-            name_start: r(1),
-            name_end: r(2),
-            value_start: r(3),
-            value_end: r(4),
-        },
-        HeaderEntry {
-            name: HeaderName::CONTACT,
-            name_start: r(5),
-            name_end: r(6),
-            value_start: r(7),
-            value_end: r(8),
-        },
+        HeaderEntry { name: HeaderName::VIA, name_start: r(1), name_end: r(2), value_start: r(3), value_end: r(4) },
+        HeaderEntry { name: HeaderName::CONTACT, name_start: r(5), name_end: r(6), value_start: r(7), value_end: r(8) },
         HeaderEntry {
             name: HeaderName(r(9) as u16),
             name_start: r(10),

@@ -119,7 +119,8 @@ impl TestMod {
             db.upsert("watchers", &key, &row(status))?;
             let loc = db.select("location").filter(Cond::eq("username", user.as_str())).run()?;
             let loc = loc.row(0).ok_or_else(|| Error::new("location row not found"))?;
-            let w = db.select("watchers").columns(&["status"]).filter(Cond::eq("watcher_username", user.as_str())).run()?;
+            let w =
+                db.select("watchers").columns(&["status"]).filter(Cond::eq("watcher_username", user.as_str())).run()?;
             Ok(serde_json::json!({
                 "contact": loc.str("contact"),
                 "expires": loc.get("expires").and_then(DbValue::as_int),
