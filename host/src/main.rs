@@ -189,18 +189,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             rpc::client::check_method(&method)?;
             let params = rpc::client::params_from_args(&rest, expand)?;
             let (mut url, mut fifo, mut reply_dir) = (url, fifo, reply_dir);
-            if url.is_none() && fifo.is_none()
-                && let Some(c) = config {
-                    let c = load_config(&c)?.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    match (c.rpc.http, c.rpc.fifo) {
-                        (Some(addr), _) => url = Some(rpc::client::url_for(addr)),
-                        (None, Some(f)) => {
-                            fifo = Some(f);
-                            reply_dir = c.rpc.fifo_reply_dir;
-                        }
-                        (None, None) => anyhow::bail!("the config sets neither [rpc] http nor [rpc] fifo"),
+            if url.is_none()
+                && fifo.is_none()
+                && let Some(c) = config
+            {
+                let c = load_config(&c)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+                match (c.rpc.http, c.rpc.fifo) {
+                    (Some(addr), _) => url = Some(rpc::client::url_for(addr)),
+                    (None, Some(f)) => {
+                        fifo = Some(f);
+                        reply_dir = c.rpc.fifo_reply_dir;
                     }
+                    (None, None) => anyhow::bail!("the config sets neither [rpc] http nor [rpc] fifo"),
                 }
+            }
             let resp = match fifo {
                 Some(f) => rpc::client::call_fifo(&f, &reply_dir, &method, params)?,
                 None => rpc::client::call_http(url.as_deref().unwrap_or("http://127.0.0.1:5080/RPC"), &method, params)?,

@@ -234,9 +234,10 @@ impl Config {
                     Value::Array(items) => {
                         for (i, item) in items.iter().enumerate() {
                             if let Some(t) = c.table(item, "each [[route]]")
-                                && let Some(r) = route::check(&mut c.errors, t, i, item.span.clone()) {
-                                    routes.push(r);
-                                }
+                                && let Some(r) = route::check(&mut c.errors, t, i, item.span.clone())
+                            {
+                                routes.push(r);
+                            }
                         }
                     }
                     other => {

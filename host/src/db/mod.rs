@@ -257,9 +257,10 @@ impl DbService {
         for row in result.rows.iter_mut() {
             for &i in &positions {
                 if let Some(FfiDbValue::Str(text)) = row.get(i)
-                    && let Some(epoch) = dialect::parse_datetime_text(text.as_str()) {
-                        row[i] = FfiDbValue::DateTime(epoch);
-                    }
+                    && let Some(epoch) = dialect::parse_datetime_text(text.as_str())
+                {
+                    row[i] = FfiDbValue::DateTime(epoch);
+                }
             }
         }
         Ok(())

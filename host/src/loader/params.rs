@@ -23,9 +23,10 @@ fn check_int(module: &str, spec: &FfiParamSpec, v: &Spanned<Value>, errors: &mut
             Some(v.span.clone()),
         );
         if let Value::Str(s) = &v.value
-            && s.trim().parse::<i64>().is_ok() {
-                d = d.help(format!("write the number without quotes: {} = {}", spec.name, s.trim()));
-            }
+            && s.trim().parse::<i64>().is_ok()
+        {
+            d = d.help(format!("write the number without quotes: {} = {}", spec.name, s.trim()));
+        }
         errors.push(d);
         return None;
     };
