@@ -1,0 +1,1 @@
+//! sip-resolve
