@@ -1,4 +1,4 @@
-//! Client transactions (RFC 3261 §17.1, RFC 6026 §8.4): requests out, responses in.
+//! Client transactions (RFC 3261 §17.1, RFC 6026): requests out, responses in.
 //!
 //! ```text
 //!  INVITE:      Calling --1xx--> Proceeding --2xx--> Accepted (Timer M) --> gone
@@ -18,7 +18,7 @@ use crate::layer::{Role, Side, TransactionLayer};
 use crate::timer::Timer;
 use crate::{Reliability, ResponseEvent, TxError, TxId, compose, key};
 
-/// State of a client transaction (RFC 3261 Figures 5 and 6, RFC 6026 Figure 4). A terminated
+/// State of a client transaction (RFC 3261 Figures 5 and 6, RFC 6026). A terminated
 /// transaction has no state: it is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientState {
@@ -128,7 +128,7 @@ impl<D: Clone> TransactionLayer<D> {
         let success = status < 300;
         match (invite, live, success, state) {
             (true, true, true, _) => {
-                // RFC 6026 §8.4: Accepted, so that further 2xx reach the TU.
+                // RFC 6026: Accepted, so that further 2xx reach the TU.
                 c.state = ClientState::Accepted;
                 self.disarm_all(id);
                 self.arm(id, now, self.config.t1.saturating_mul(64), Timer::M);

@@ -16,6 +16,50 @@
 //! `D` is the host's opaque destination (a socket address, a connection handle, ...): the
 //! layer stores it with each transaction and hands it back with every message to send.
 //!
+//! The host drains [`poll_transmit`](TransactionLayer::poll_transmit) and
+//! [`poll_event`](TransactionLayer::poll_event) after every call; both queues grow until it
+//! does.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use sip_transaction::{Config, Reliability, RequestEvent, TransactionLayer};
+//!
+//! let raw = b"MESSAGE sip:bob@example.com SIP/2.0\r\n\
+//! Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+//! From: <sip:alice@example.com>;tag=1928301774\r\nTo: <sip:bob@example.com>\r\n\
+//! Call-ID: a84b4c76e66710\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+//! let peer: std::net::SocketAddr = "192.0.2.1:5060".parse()?;
+//! let mut layer = TransactionLayer::new(Config::default());
+//! let now = Instant::now();
+//!
+//! // A request arrives: new server transaction, handed to the TU.
+//! let index = sip_message::parse(raw)?;
+//! let msg = sip_message::Message::new(raw, &index);
+//! let RequestEvent::New(tx) = layer.receive_request(now, &msg, peer, Reliability::Unreliable) else {
+//!     unreachable!()
+//! };
+//! // The TU answers; the host sends what comes back.
+//! let mut reply = Vec::new();
+//! let opts = sip_message::ReplyOptions { to_tag: Some("x1"), ..Default::default() };
+//! sip_message::write_reply(&mut reply, &msg, 200, "OK", &opts)?;
+//! let (dest, bytes) = layer.send_response(now, tx, 200, reply.into()).unwrap();
+//! assert_eq!(dest, peer);
+//!
+//! // The same request again (the 200 was lost): absorbed, answered with the same bytes.
+//! match layer.receive_request(now, &msg, peer, Reliability::Unreliable) {
+//!     RequestEvent::Retransmission(Some((_, again))) => assert_eq!(again, bytes),
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! // The host's loop: sleep until poll_timeout, then handle_timeout and drain the queues.
+//! assert_eq!(layer.poll_timeout(), Some(now + Duration::from_secs(32))); // Timer J
+//! layer.handle_timeout(now + Duration::from_secs(32));
+//! while let Some((dest, bytes)) = layer.poll_transmit() { /* send */ }
+//! while let Some(event) = layer.poll_event() { /* Terminated(tx) */ }
+//! assert!(layer.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Matching
 //!
 //! * Server transactions (RFC 3261 §17.2.3): the top Via `branch` (when it carries the magic
@@ -40,7 +84,10 @@
 //!   state, or `None` (the TU answers 481, RFC 3261 §9.2, or a proxy forwards it).
 //! * **INVITE client transactions in Proceeding have no timer** (RFC 3261 Figure 5: Timer B
 //!   only runs in Calling). A proxy's Timer C or a UAC's give-up timer belongs to the TU, which
-//!   sends a CANCEL ([`TransactionLayer::cancel_request`]).
+//!   sends a CANCEL ([`TransactionLayer::cancel_request`]) and, if even that goes unanswered,
+//!   drops the transaction with [`TransactionLayer::abort`].
+//! * **Server transactions answer retransmissions at the retransmission's source** (the `src`
+//!   of that call), while timer-driven retransmissions go to the first request's source.
 //! * **100 Trying** for INVITE is written by the layer when [`Config::auto_100_trying`] is set
 //!   (RFC 3261 §17.2.1 requires it unless the TU answers within 200 ms).
 //! * **Memory bound**: completed server transactions (kept only to absorb retransmissions) are
@@ -194,13 +241,15 @@ pub enum ResponseEvent {
     /// per transaction).
     Final(TxId),
     /// A further 2xx to an INVITE in the Accepted state (a retransmission or another fork's
-    /// answer; RFC 6026 §8.4): pass it to the TU, which re-ACKs (UAC) or forwards it (proxy).
+    /// answer; RFC 6026): pass it to the TU, which re-ACKs (UAC) or forwards it (proxy).
     Additional2xx(TxId),
     /// Matched a transaction but needs no action (a retransmitted final; the layer re-sent the
     /// ACK itself if one was due).
     Absorbed,
-    /// Matches no client transaction (or is malformed): a proxy forwards a 2xx to INVITE
-    /// statelessly (RFC 3261 §16.7), anything else is usually dropped.
+    /// Matches no client transaction (or is malformed); passed to the core (RFC 3261
+    /// §18.1.2). Since the INVITE client transaction stays in Accepted for 64*T1 (RFC 6026),
+    /// retransmitted 2xx come out as [`ResponseEvent::Additional2xx`] instead, so a stateful
+    /// proxy may drop stray responses; a stateless one forwards them (§16.11).
     Stray,
 }
 

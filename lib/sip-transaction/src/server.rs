@@ -1,4 +1,4 @@
-//! Server transactions (RFC 3261 §17.2, RFC 6026 §8.5–8.7): requests in, responses out.
+//! Server transactions (RFC 3261 §17.2, RFC 6026): requests in, responses out.
 //!
 //! ```text
 //!  INVITE:      Proceeding --2xx--> Accepted (Timer L) --> gone
@@ -18,7 +18,7 @@ use crate::layer::{Role, Side, TransactionLayer};
 use crate::timer::Timer;
 use crate::{Event, Reliability, RequestEvent, TxId};
 
-/// State of a server transaction (RFC 3261 Figures 7 and 8, RFC 6026 Figure 5). A terminated
+/// State of a server transaction (RFC 3261 Figures 7 and 8, RFC 6026). A terminated
 /// transaction has no state: it is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServerState {
@@ -83,8 +83,8 @@ impl<D: Clone> TransactionLayer<D> {
 
     /// Sends a response in server transaction `tx` and returns what to send now; `None` when
     /// the transaction is gone or the response must not be sent: a second final response,
-    /// or anything after the final but a further 2xx to INVITE (RFC 3261 §17.2.2, RFC 6026
-    /// §8.7: a proxy forwards every 2xx).
+    /// or anything after the final but a further 2xx to INVITE (RFC 3261 §17.2.2; RFC 6026:
+    /// a proxy forwards every 2xx).
     ///
     /// `status` is the status code of `bytes`. A final response completes the transaction:
     /// over an unreliable transport it then lives on for 64*T1 (Timer J, L or H) to answer
@@ -115,7 +115,7 @@ impl<D: Clone> TransactionLayer<D> {
             }
             (true, ServerState::Proceeding) if provisional => s.last_response = Some(bytes),
             (true, ServerState::Proceeding) if success => {
-                // RFC 6026 §8.7: the TU retransmits the 2xx, not the transaction, so the
+                // RFC 6026: the TU retransmits the 2xx, not the transaction, so the
                 // response need not be kept.
                 s.state = ServerState::Accepted;
                 s.last_response = None;
@@ -218,7 +218,7 @@ impl<D: Clone> TransactionLayer<D> {
             // to where the retransmission came from.
             ServerState::Proceeding | ServerState::Completed => s.last_response.clone(),
             // Trying: nothing sent yet. Confirmed: the client has the final. Accepted: the
-            // TU retransmits its 2xx itself (RFC 6026 §8.7).
+            // TU retransmits its 2xx itself (RFC 6026).
             ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => None,
         };
         RequestEvent::Retransmission(resend.map(|b| (src, b)))
@@ -265,7 +265,7 @@ impl<D: Clone> TransactionLayer<D> {
                 RequestEvent::AckAbsorbed
             }
             // An ACK in Accepted (a 2xx ACK reusing the INVITE's branch) belongs to the TU
-            // (RFC 6026 §8.7); in Proceeding it acknowledges nothing we sent.
+            // (RFC 6026); in Proceeding it acknowledges nothing we sent.
             _ => RequestEvent::AckToTu,
         }
     }
