@@ -7,6 +7,7 @@ mod logging;
 mod rpc;
 mod server;
 mod services;
+mod sip;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,9 +46,10 @@ enum Command {
         #[arg(short = 'c', long = "config", default_value = "/etc/puahost/puahost.toml")]
         config: PathBuf,
     },
-    /// Prints a module's modparams, functions and RPC commands, read from the module itself.
+    /// Prints a module's modparams, functions and RPC commands, read from the module itself
+    /// (`core`: the functions and pseudo-variables the core gives routes).
     Params {
-        /// The module name (as in loadmodule).
+        /// The module name (as in loadmodule), or `core`.
         module: String,
         #[command(flatten)]
         path: ModulesPath,
@@ -174,6 +176,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 config::default_modules_path()
             };
+            if module == "core" {
+                print!("{}", describe_core());
+                return Ok(ExitCode::SUCCESS);
+            }
             let file = loader::find_module(&module, &dirs)?;
             let m = loader::load_module(&module, &file)?;
             print!("{}", describe(&m));
@@ -251,6 +257,21 @@ fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// `puahost params core`: the functions the core gives routes.
+fn describe_core() -> String {
+    let mut out = format!("core {}\n  functions every route can call\n\nfunctions:\n", VERSION);
+    for b in sip::router::builtins::BUILTINS {
+        let arity = if b.min_args == b.max_args {
+            format!("{}", b.min_args)
+        } else {
+            format!("{}..{}", b.min_args, b.max_args)
+        };
+        out += &format!("  {}({arity} args)\n      {}\n", b.name, b.doc);
+    }
+    out += &format!("\npseudo-variables in arguments:\n  {}\n", sip::router::pv::KNOWN);
+    out
 }
 
 /// `puahost params` output.

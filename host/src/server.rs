@@ -21,12 +21,9 @@ use crate::services::timers::Timers;
 use crate::services::workers::WorkerPool;
 use crate::services::{self, ApiRegistry, HostCounters, HostState};
 
-/// Functions the core itself provides to routes (the SIP core adds its own).
-pub const CORE_FUNCTIONS: &[&str] = &[];
-
 /// Loads the modules of `config` and checks the whole config; nothing is started.
 pub fn check(config: &Config) -> Result<Vec<LoadedModule>, Box<crate::config::ConfigErrors>> {
-    loader::load_all(config, CORE_FUNCTIONS)
+    loader::load_all(config)
 }
 
 fn io_threads() -> usize {
@@ -53,6 +50,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let counters = HostCounters::register(&metrics);
     let workers = Arc::new(WorkerPool::new());
     let state = services::install(Arc::new(HostState {
+        runtime: runtime.handle().clone(),
+        sip: std::sync::OnceLock::new(),
         workers: workers.clone(),
         timers: Timers::new(runtime.handle().clone(), workers.clone()),
         metrics,
@@ -74,6 +73,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     rpc::builtin_mark_started();
+
+    // The SIP side binds before modules initialise, so they can ask for the local addresses;
+    // requests arriving now wait in the worker queue until the workers start below.
+    if !config.core.listen.is_empty() {
+        let sip =
+            runtime.block_on(crate::sip::start(&config, &modules, workers.clone(), &state.metrics, io_threads()))?;
+        let _ = state.sip.set(sip);
+    }
 
     // init, in load order.
     let mut initialised: Vec<&LoadedModule> = Vec::new();

@@ -162,6 +162,44 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Sends a request in a new client transaction. `on_reply` gets the final reply, or a
+    /// local 408 (no answer within 64*T1) or 503 (could not send), exactly once, on a worker
+    /// thread, never before this call returns. Provisional replies are not delivered.
+    pub fn send_request(
+        &self,
+        request: &crate::sip::Request,
+        on_reply: impl FnOnce(crate::sip::Reply<'_>) + Send + 'static,
+    ) -> Result<crate::sip::SentRequest, Error> {
+        let cb = crate::sip::reply_callback(on_reply);
+        match (self.vt.sip_send_request())(self.module.into(), &request.to_ffi(), cb) {
+            ROk(sent) => Ok(crate::sip::SentRequest {
+                call_id: sent.call_id.into_string(),
+                from_tag: sent.from_tag.into_string(),
+                cseq: sent.cseq,
+            }),
+            RErr(e) => Err(Error::new(e.into_string())),
+        }
+    }
+
+    /// Whether `uri` points at this host (Kamailio's `uri == myself`).
+    pub fn is_myself(&self, uri: &str) -> bool {
+        (self.vt.sip_is_myself())(uri.into())
+    }
+
+    /// This host's `host:port` for `transport` (the advertised address when set), if it listens
+    /// on that transport.
+    pub fn local_address(&self, transport: crate::sip::Transport) -> Option<String> {
+        let t = match transport {
+            crate::sip::Transport::Udp => 1,
+            crate::sip::Transport::Tcp => 2,
+            crate::sip::Transport::Tls => 3,
+        };
+        let s = (self.vt.sip_local_address())(t).into_string();
+        (!s.is_empty()).then_some(s)
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

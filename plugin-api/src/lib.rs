@@ -44,6 +44,7 @@ pub mod metrics;
 mod module;
 mod params;
 pub mod rpc;
+pub mod sip;
 
 pub use api::Api;
 pub use error::Error;
@@ -54,23 +55,11 @@ pub use module::{Function, FunctionCall, FunctionHandler, Module, ModuleInfo, Pa
 pub use params::Params;
 pub use rpc::{DelayedReply, RpcCall, RpcFault, RpcResult};
 
-/// The request a config function runs for, as an opaque handle the host understands.
-///
-/// Outside a route (a timer, an RPC) there is no request and the handle is empty.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageContext(pub(crate) *const std::ffi::c_void);
-
-impl MessageContext {
-    /// Whether the call happens while routing a request.
-    pub fn has_message(&self) -> bool {
-        !self.0.is_null()
-    }
-}
-
 /// What most modules import.
 pub mod prelude {
     pub use crate::db::{Cond, Db, Op, Value as DbValue};
     pub use crate::rpc::Value;
+    pub use crate::sip::{Message, Reply, Request};
     pub use crate::{
         DelayedReply, Error, Function, FunctionCall, Host, Module, ModuleInfo, Param, Params, RouteKinds, Rpc, RpcCall,
         RpcFault, RpcResult, export_module,

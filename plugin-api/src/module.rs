@@ -4,11 +4,12 @@ use std::ops::RangeInclusive;
 
 use abi_stable::std_types::{RNone, RSome, RString, RVec};
 
+use crate::Error;
 use crate::ffi::{FfiCall, FfiFunctionSpec, FfiModuleInfo, FfiParamKind, FfiParamSpec, FfiParamValue, FfiRpcSpec};
 use crate::host::Host;
 use crate::params::Params;
 use crate::rpc::{DelayedReply, RpcCall, RpcResult};
-use crate::{Error, MessageContext};
+use crate::sip::{Message, Peer, RequestContext};
 
 /// A module: the type a plugin exports with [`export_module!`](crate::export_module).
 ///
@@ -330,15 +331,22 @@ impl<M> Rpc<M> {
     }
 }
 
-/// One call of a config function.
+/// One call of a config function, for the request being routed.
 pub struct FunctionCall<'a> {
     args: Vec<&'a str>,
-    ctx: MessageContext,
+    request: RequestContext<'a>,
 }
 
 impl<'a> FunctionCall<'a> {
     pub(crate) fn from_ffi(call: &'a FfiCall<'a>) -> Self {
-        Self { args: call.args.iter().map(|s| s.as_str()).collect(), ctx: MessageContext(call.ctx) }
+        Self {
+            args: call.args.iter().map(|s| s.as_str()).collect(),
+            request: RequestContext {
+                ctx: call.ctx,
+                msg: crate::sip::message(&call.msg),
+                peer: Peer::from_ffi(&call.peer),
+            },
+        }
     }
 
     /// The arguments, pseudo-variables already expanded.
@@ -357,9 +365,14 @@ impl<'a> FunctionCall<'a> {
         s.trim().parse().map_err(|_| Error::new(format!("argument {} is not an integer: {s:?}", i + 1)))
     }
 
-    /// The request being routed, for host services that act on it.
-    pub fn context(&self) -> MessageContext {
-        self.ctx
+    /// The request being routed: reply, flags, AVPs.
+    pub fn request(&self) -> &RequestContext<'a> {
+        &self.request
+    }
+
+    /// The request being routed, as a message view.
+    pub fn message(&self) -> Option<Message<'a>> {
+        self.request.message()
     }
 }
 

@@ -93,12 +93,21 @@ pub struct Host {
     pub dir: TempDir,
     pub config: PathBuf,
     pub http: Option<u16>,
+    /// The SIP port (`@SIP@` in the config), UDP and TCP.
+    pub sip: u16,
     child: Option<Child>,
 }
 
 /// Config text with `@HTTP@` replaced by a free port and `@MODULES@` by the release dir.
 pub fn render(config: &str, http: u16) -> String {
     config.replace("@HTTP@", &http.to_string()).replace("@MODULES@", &release_dir().display().to_string())
+}
+
+impl Host {
+    /// The SIP address on 127.0.0.1.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.sip))
+    }
 }
 
 impl Host {
@@ -111,7 +120,8 @@ impl Host {
     /// Starts a host in `dir`, which may already hold files the config names.
     pub fn start_in(dir: TempDir, config: &str) -> Host {
         let http = free_port();
-        let config_path = dir.write("puahost.toml", &render(config, http));
+        let sip = free_port();
+        let config_path = dir.write("puahost.toml", &render(config, http).replace("@SIP@", &sip.to_string()));
         let log = std::fs::File::create(dir.join("host.log")).expect("log file");
         let child = Command::new(puahost())
             .args(["run", "-c"])
@@ -124,7 +134,7 @@ impl Host {
             .spawn()
             .expect("spawn puahost");
         let mut host =
-            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), child: Some(child) };
+            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), sip, child: Some(child) };
         host.wait_ready();
         host
     }
@@ -265,4 +275,161 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// A raw SIP client for the tests: sends text over UDP or TCP, reads replies.
+pub mod sip {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    /// A socket to talk SIP on.
+    pub enum Client {
+        Udp(UdpSocket, SocketAddr),
+        Tcp(TcpStream, Vec<u8>),
+    }
+
+    impl Client {
+        /// A UDP socket on 127.0.0.1 (or ::1 when `server` is IPv6) talking to `server`.
+        pub fn udp(server: SocketAddr) -> Client {
+            let local = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+            let s = UdpSocket::bind(local).expect("bind udp");
+            Client::Udp(s, server)
+        }
+
+        /// A TCP connection to `server`.
+        pub fn tcp(server: SocketAddr) -> Client {
+            let s = TcpStream::connect(server).expect("connect tcp");
+            s.set_nodelay(true).ok();
+            Client::Tcp(s, Vec::new())
+        }
+
+        /// The local address (for Via and Contact).
+        pub fn local(&self) -> SocketAddr {
+            match self {
+                Client::Udp(s, _) => s.local_addr().expect("addr"),
+                Client::Tcp(s, _) => s.local_addr().expect("addr"),
+            }
+        }
+
+        /// `udp` or `tcp`.
+        pub fn transport(&self) -> &'static str {
+            match self {
+                Client::Udp(..) => "UDP",
+                Client::Tcp(..) => "TCP",
+            }
+        }
+
+        /// Sends raw bytes.
+        pub fn send(&mut self, msg: &[u8]) {
+            match self {
+                Client::Udp(s, to) => {
+                    s.send_to(msg, *to).expect("send udp");
+                }
+                Client::Tcp(s, _) => s.write_all(msg).expect("send tcp"),
+            }
+        }
+
+        /// The next message, or None after `timeout`.
+        pub fn recv(&mut self, timeout: Duration) -> Option<String> {
+            let deadline = Instant::now() + timeout;
+            match self {
+                Client::Udp(s, _) => {
+                    let mut buf = vec![0u8; 65535];
+                    loop {
+                        let left = deadline.checked_duration_since(Instant::now())?;
+                        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+                        match s.recv_from(&mut buf) {
+                            Ok((n, _)) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                            Err(_) => return None,
+                        }
+                    }
+                }
+                Client::Tcp(s, pending) => loop {
+                    if let Some(len) = complete(pending) {
+                        let msg: Vec<u8> = pending.drain(..len).collect();
+                        return Some(String::from_utf8_lossy(&msg).into_owned());
+                    }
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+                    let mut buf = [0u8; 8192];
+                    match s.read(&mut buf) {
+                        Ok(0) => return None,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        Err(_) => return None,
+                    }
+                },
+            }
+        }
+
+        /// Sends `msg` and returns the first final reply (skipping provisional ones).
+        pub fn transact(&mut self, msg: &str) -> String {
+            self.send(msg.as_bytes());
+            loop {
+                let r = self.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("no reply to:\n{msg}"));
+                if status(&r) >= 200 {
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// Length of the first complete message in a stream buffer.
+    fn complete(buf: &[u8]) -> Option<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let head = text.find("\r\n\r\n")? + 4;
+        let cl = text[..head]
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                (n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        (buf.len() >= head + cl).then_some(head + cl)
+    }
+
+    /// A request from `client` with a fresh branch, tag and Call-ID; `extra` are header lines.
+    pub fn request(client: &Client, method: &str, ruri: &str, extra: &[&str], body: &str) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let local = client.local();
+        let id = format!("{}-{n}", std::process::id());
+        let mut m = format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {local};branch=z9hG4bK-{id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:tester@sip.test>;tag=t{id}\r\nTo: <{ruri}>\r\nCall-ID: c{id}@test\r\nCSeq: 1 {method}\r\nContact: <sip:tester@{local}>\r\n",
+            client.transport()
+        );
+        for h in extra {
+            m.push_str(h);
+            m.push_str("\r\n");
+        }
+        m.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        m
+    }
+
+    /// Status code of a reply (0 for a request or junk).
+    pub fn status(msg: &str) -> u16 {
+        msg.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// First value of header `name` (case-insensitive, long form).
+    pub fn header(msg: &str, name: &str) -> Option<String> {
+        let head = msg.split("\r\n\r\n").next()?;
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers(msg: &str, name: &str) -> Vec<String> {
+        let head = msg.split("\r\n\r\n").next().unwrap_or("");
+        head.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
 }

@@ -90,7 +90,11 @@ fn refused_after(name: &str, edit: impl Fn(&Path)) -> String {
         .replace("license.workspace = true", "")
         .replace("abi_stable.workspace = true", "abi_stable = { version = \"=0.11.3\", default-features = false }")
         .replace("serde_json.workspace = true", "serde_json = \"1\"")
-        .replace("tracing.workspace = true", "tracing = \"0.1\"");
+        .replace("tracing.workspace = true", "tracing = \"0.1\"")
+        .replace(
+            "sip-message.workspace = true",
+            &format!("sip-message = {{ path = {:?} }}", root().join("lib/sip-message")),
+        );
     std::fs::write(api.join("Cargo.toml"), manifest).unwrap();
     edit(&api);
     let template = dir.join("template");

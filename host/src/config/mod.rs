@@ -52,6 +52,20 @@ pub struct CoreConfig {
     pub log_target: LogTarget,
     /// Other names of this host, for `uri == myself`.
     pub alias: Vec<String>,
+    /// Reply to requests no route handles (`None`: no reply).
+    pub default_reply: Option<(u16, String)>,
+    /// RFC 3261 timers.
+    pub t1: std::time::Duration,
+    pub t2: std::time::Duration,
+    pub t4: std::time::Duration,
+    /// Completed server transactions kept to absorb retransmissions (oldest evicted first).
+    pub max_transactions: usize,
+    pub tcp_max_message_size: usize,
+    pub tcp_max_connections: usize,
+    /// An idle TCP connection is closed after this long.
+    pub tcp_connection_lifetime: std::time::Duration,
+    /// DNS servers for next-hop resolution (empty: /etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[rpc]`.
@@ -86,7 +100,23 @@ pub struct Config {
 }
 
 const TOP_KEYS: &[&str] = &["loadmodule", "core", "rpc", "modparam", "route"];
-const CORE_KEYS: &[&str] = &["listen", "children", "modules_path", "log_level", "log_target", "alias"];
+const CORE_KEYS: &[&str] = &[
+    "listen",
+    "children",
+    "modules_path",
+    "log_level",
+    "log_target",
+    "alias",
+    "default_reply",
+    "t1",
+    "t2",
+    "t4",
+    "max_transactions",
+    "tcp_max_message_size",
+    "tcp_max_connections",
+    "tcp_connection_lifetime",
+    "dns_servers",
+];
 const RPC_KEYS: &[&str] = &["http", "fifo", "fifo_reply_dir"];
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
@@ -306,6 +336,39 @@ fn default_core(_dir: &Path) -> CoreConfig {
         log_level: "info".into(),
         log_target: LogTarget::Stderr,
         alias: Vec::new(),
+        default_reply: Some((501, "Not Implemented".into())),
+        t1: std::time::Duration::from_millis(500),
+        t2: std::time::Duration::from_millis(4000),
+        t4: std::time::Duration::from_millis(5000),
+        max_transactions: 200_000,
+        tcp_max_message_size: 256 * 1024,
+        tcp_max_connections: 2048,
+        tcp_connection_lifetime: std::time::Duration::from_secs(120),
+        dns_servers: Vec::new(),
+    }
+}
+
+/// An integer `[core]` key within `range`.
+fn int_in(
+    c: &mut Checker,
+    value: &Spanned<Value>,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+    unit: &str,
+) -> Option<i64> {
+    match value.value {
+        Value::Int(n) if range.contains(&n) => Some(n),
+        Value::Int(n) => {
+            c.error(
+                format!("{key} must be between {} and {}{unit}, found {n}", range.start(), range.end()),
+                &value.span,
+            );
+            None
+        }
+        ref other => {
+            c.error(format!("{key} must be an integer{unit}, found {}", other.kind()), &value.span);
+            None
+        }
     }
 }
 
@@ -373,6 +436,72 @@ fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
                 }
             }
             "alias" => core.alias = c.strings(value, "alias").into_iter().map(|s| s.value).collect(),
+            "default_reply" => {
+                if let Some(text) = c.string(value, "default_reply") {
+                    if text.trim().is_empty() {
+                        core.default_reply = None;
+                    } else {
+                        match text.trim().split_once(' ').map(|(code, r)| (code.parse::<u16>(), r.trim())) {
+                            Some((Ok(code), reason)) if (300..700).contains(&code) && !reason.is_empty() => {
+                                core.default_reply = Some((code, reason.to_string()))
+                            }
+                            _ => {
+                                c.error(
+                                    format!("default_reply must be a final status code and a reason, found `{text}`"),
+                                    &value.span,
+                                )
+                                .help = Some("for example \"501 Not Implemented\", or \"\" for no reply".into());
+                            }
+                        }
+                    }
+                }
+            }
+            "t1" => {
+                core.t1 = int_in(c, value, "t1", 10..=10_000, " (ms)")
+                    .map_or(core.t1, |n| std::time::Duration::from_millis(n as u64))
+            }
+            "t2" => {
+                core.t2 = int_in(c, value, "t2", 10..=60_000, " (ms)")
+                    .map_or(core.t2, |n| std::time::Duration::from_millis(n as u64))
+            }
+            "t4" => {
+                core.t4 = int_in(c, value, "t4", 10..=60_000, " (ms)")
+                    .map_or(core.t4, |n| std::time::Duration::from_millis(n as u64))
+            }
+            "max_transactions" => {
+                core.max_transactions = int_in(c, value, "max_transactions", 1000..=100_000_000, "")
+                    .map_or(core.max_transactions, |n| n as usize)
+            }
+            "tcp_max_message_size" => {
+                core.tcp_max_message_size =
+                    int_in(c, value, "tcp_max_message_size", 1024..=64 * 1024 * 1024, " (bytes)")
+                        .map_or(core.tcp_max_message_size, |n| n as usize)
+            }
+            "tcp_max_connections" => {
+                core.tcp_max_connections = int_in(c, value, "tcp_max_connections", 1..=1_000_000, "")
+                    .map_or(core.tcp_max_connections, |n| n as usize)
+            }
+            "tcp_connection_lifetime" => {
+                core.tcp_connection_lifetime = int_in(c, value, "tcp_connection_lifetime", 1..=86_400, " (seconds)")
+                    .map_or(core.tcp_connection_lifetime, |n| std::time::Duration::from_secs(n as u64))
+            }
+            "dns_servers" => {
+                let mut servers = Vec::new();
+                for s in c.strings(value, "dns_servers") {
+                    match s
+                        .value
+                        .parse::<SocketAddr>()
+                        .or_else(|_| s.value.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    {
+                        Ok(a) => servers.push(a),
+                        Err(_) => {
+                            c.error(format!("bad DNS server `{}`", s.value), &s.span).help =
+                                Some("write IP or IP:PORT".into());
+                        }
+                    }
+                }
+                core.dns_servers = servers;
+            }
             _ => c.unknown_key(key, "[core]", CORE_KEYS),
         }
     }

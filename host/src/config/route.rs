@@ -21,7 +21,7 @@ use regex::Regex;
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::value::{Spanned, Table, Value};
 
-const ROUTE_KEYS: &[&str] = &["name", "method", "ruri", "hdr", "do", "on_fail", "reply", "relay"];
+const ROUTE_KEYS: &[&str] = &["name", "method", "ruri", "myself", "hdr", "do", "on_fail", "reply", "relay"];
 
 /// A reply written as `"404 Not Found"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct RouteDef {
     /// Upper-case methods; empty = any.
     pub methods: Vec<String>,
     pub ruri: Option<Regex>,
+    /// The Request-URI must (true) or must not (false) point at this host.
+    pub myself: Option<bool>,
     pub headers: Vec<(String, Regex)>,
     pub actions: Vec<FunctionCallDef>,
     pub on_fail: Option<ReplyDef>,
@@ -106,6 +108,7 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
         span,
         methods: Vec::new(),
         ruri: None,
+        myself: None,
         headers: Vec::new(),
         actions: Vec::new(),
         on_fail: None,
@@ -137,6 +140,12 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
                 }
             },
             "ruri" => route.ruri = regex(errors, value, "ruri"),
+            "myself" => match value.value {
+                Value::Bool(b) => route.myself = Some(b),
+                ref other => {
+                    error(errors, format!("myself must be true or false, found {}", other.kind()), &value.span);
+                }
+            },
             "hdr" => match &value.value {
                 Value::Table(headers) => {
                     for (name, re) in headers {
@@ -160,6 +169,11 @@ pub fn check(errors: &mut Vec<Diagnostic>, t: &Table, index: usize, span: Range<
                         if let Some(text) = string(errors, i, "each action") {
                             match parse_call(&text) {
                                 Ok((name, args)) => {
+                                    for a in &args {
+                                        if let Err(why) = crate::sip::router::pv::Template::parse(a) {
+                                            error(errors, format!("in action `{text}`: {why}"), &i.span);
+                                        }
+                                    }
                                     route.actions.push(FunctionCallDef { name, args, span: i.span.clone() })
                                 }
                                 Err(why) => {

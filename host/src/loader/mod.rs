@@ -197,7 +197,7 @@ pub fn load_module(name: &str, path: &Path) -> Result<LoadedModule, LoadError> {
 
 /// Loads every module of `config` in loadmodule order and checks the config against them.
 /// Returns every error found, each pointing at its place in the file.
-pub fn load_all(config: &Config, core_functions: &[&str]) -> Result<Vec<LoadedModule>, Box<ConfigErrors>> {
+pub fn load_all(config: &Config) -> Result<Vec<LoadedModule>, Box<ConfigErrors>> {
     let mut errors = Vec::new();
     let mut modules = Vec::new();
     for entry in &config.loadmodule {
@@ -219,7 +219,7 @@ pub fn load_all(config: &Config, core_functions: &[&str]) -> Result<Vec<LoadedMo
         let span = config.loadmodule.iter().find(|e| e.value == m.name).map(|e| e.span.clone());
         m.params = check_modparams(&m.name, &m.info, table, span, &mut errors);
     }
-    check_routes(config, &modules, core_functions, &mut errors);
+    check_routes(config, &modules, &mut errors);
     if errors.is_empty() { Ok(modules) } else { Err(config.errors(errors)) }
 }
 
@@ -250,17 +250,29 @@ fn check_requirements(config: &Config, modules: &[LoadedModule], errors: &mut Ve
     }
 }
 
-/// Every function a route calls must exist (in a module or the core), with a fitting number of
+/// Every function a route calls must exist (in the core or a module), with a fitting number of
 /// arguments.
-fn check_routes(config: &Config, modules: &[LoadedModule], core_functions: &[&str], errors: &mut Vec<Diagnostic>) {
-    let all_names: Vec<&str> = core_functions
+fn check_routes(config: &Config, modules: &[LoadedModule], errors: &mut Vec<Diagnostic>) {
+    use crate::sip::router::builtins::{BUILTINS, find};
+    let all_names: Vec<&str> = BUILTINS
         .iter()
-        .copied()
+        .map(|b| b.name)
         .chain(modules.iter().flat_map(|m| m.info.functions.iter().map(|f| f.name.as_str())))
         .collect();
+    let arity_error = |name: &str, owner: &str, min: u32, max: u32, n: u32| {
+        let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        format!("function `{name}` of {owner} takes {expected} argument(s), {n} given")
+    };
     for route in &config.routes {
         for call in &route.actions {
-            if core_functions.contains(&call.name.as_str()) {
+            let n = call.args.len() as u32;
+            if let Some(b) = find(&call.name) {
+                if n < b.min_args || n > b.max_args {
+                    errors.push(Diagnostic::new(
+                        arity_error(&call.name, "the core", b.min_args, b.max_args, n),
+                        Some(call.span.clone()),
+                    ));
+                }
                 continue;
             }
             let found = modules
@@ -277,18 +289,10 @@ fn check_routes(config: &Config, modules: &[LoadedModule], core_functions: &[&st
                     errors.push(d);
                 }
                 Some((m, f)) => {
-                    let n = call.args.len() as u32;
                     if n < f.min_args || n > f.max_args {
-                        let expected = if f.min_args == f.max_args {
-                            format!("{}", f.min_args)
-                        } else {
-                            format!("{} to {}", f.min_args, f.max_args)
-                        };
+                        let owner = format!("module {}", m.name);
                         errors.push(Diagnostic::new(
-                            format!(
-                                "function `{}` of module {} takes {expected} argument(s), {n} given",
-                                call.name, m.name
-                            ),
+                            arity_error(&call.name, &owner, f.min_args, f.max_args, n),
                             Some(call.span.clone()),
                         ));
                     } else if f.route_kinds & plugin_api::RouteKinds::REQUEST.0 == 0 {

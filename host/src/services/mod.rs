@@ -19,7 +19,11 @@ use std::time::Duration;
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::{RErr, ROk, RResult, RSlice, RStr, RString};
-use plugin_api::ffi::{FfiApi, FfiCallback, FfiDbOp, FfiDbResult, FfiMetric, FfiRpcResult, HostRef, HostVTable};
+use abi_stable::std_types::{RNone, ROption, RSome, RVec};
+use plugin_api::ffi::{
+    FfiApi, FfiCallback, FfiDbOp, FfiDbResult, FfiHeader, FfiMetric, FfiReplyCallback, FfiRequest, FfiRpcResult,
+    FfiSentRequest, HostRef, HostVTable,
+};
 
 pub use apis::ApiRegistry;
 use metrics::Metrics;
@@ -32,6 +36,9 @@ use crate::rpc::Rpc;
 
 /// Everything a running host shares between its I/O threads, its workers and its modules.
 pub struct HostState {
+    pub runtime: tokio::runtime::Handle,
+    /// The SIP core, once it is started.
+    pub sip: OnceLock<Arc<crate::sip::core::SipCore>>,
     pub workers: Arc<WorkerPool>,
     pub timers: Timers,
     pub metrics: Metrics,
@@ -102,6 +109,15 @@ pub fn vtable() -> HostRef {
             db_begin,
             db_end,
             config_dir,
+            sip_reply,
+            sip_reply_header,
+            sip_flag,
+            sip_avp_get,
+            sip_avp_set,
+            sip_avp_all,
+            sip_send_request,
+            sip_is_myself,
+            sip_local_address,
         }
         .leak_into_prefix()
     })
@@ -224,6 +240,92 @@ extern "C" fn db_end(tx: u64, commit: bool) -> RResult<(), RString> {
 
 extern "C" fn config_dir() -> RString {
     state().map_or_else(RString::new, |s| s.config_dir.to_string_lossy().into_owned().into())
+}
+
+/// The routing context behind a `ctx` pointer.
+///
+/// # Safety
+/// `ctx` must be the pointer the router put in the `FfiCall` of the function being called;
+/// modules only get it for the duration of that call.
+unsafe fn request_ctx<'a>(ctx: *const c_void) -> Option<&'a crate::sip::context::RequestCtx> {
+    // SAFETY: per the contract, a live `RequestCtx` or null.
+    unsafe { (ctx as *const crate::sip::context::RequestCtx).as_ref() }
+}
+
+fn sip_core() -> Option<&'static Arc<crate::sip::core::SipCore>> {
+    state().and_then(|s| s.sip.get())
+}
+
+extern "C" fn sip_reply(
+    ctx: *const c_void,
+    code: u16,
+    reason: RStr<'_>,
+    headers: RSlice<'_, FfiHeader<'_>>,
+    content_type: RStr<'_>,
+    body: RSlice<'_, u8>,
+) -> RResult<(), RString> {
+    // SAFETY: see `request_ctx`.
+    let ctx = unsafe { request_ctx(ctx) };
+    with_state("reply", |_| {
+        let (Some(ctx), Some(core)) = (ctx, sip_core()) else { return Err("no request is being routed".into()) };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        let body = (!content_type.is_empty())
+            .then(|| sip_message::Body { content_type: content_type.as_str(), bytes: body.as_slice() });
+        crate::sip::router::reply(core, ctx, code, reason.as_str(), &headers, body)
+    })
+}
+
+extern "C" fn sip_reply_header(ctx: *const c_void, name: RStr<'_>, value: RStr<'_>) {
+    // SAFETY: see `request_ctx`.
+    if let Some(ctx) = unsafe { request_ctx(ctx) } {
+        ctx.reply_headers.borrow_mut().push((name.to_string(), value.to_string()));
+    }
+}
+
+extern "C" fn sip_flag(ctx: *const c_void, branch: bool, op: u8, flag: u32) -> bool {
+    // SAFETY: see `request_ctx`.
+    unsafe { request_ctx(ctx) }.is_some_and(|c| c.flag(branch, op, flag))
+}
+
+extern "C" fn sip_avp_get(ctx: *const c_void, name: RStr<'_>) -> ROption<RString> {
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) }.and_then(|c| c.avp(name.as_str())) {
+        Some(v) => RSome(v.into()),
+        None => RNone,
+    }
+}
+
+extern "C" fn sip_avp_set(ctx: *const c_void, name: RStr<'_>, value: RStr<'_>) {
+    // SAFETY: see `request_ctx`.
+    if let Some(c) = unsafe { request_ctx(ctx) } {
+        c.push_avp(name.as_str(), value.as_str());
+    }
+}
+
+extern "C" fn sip_avp_all(ctx: *const c_void, name: RStr<'_>) -> RVec<RString> {
+    // SAFETY: see `request_ctx`.
+    unsafe { request_ctx(ctx) }
+        .map_or_else(RVec::new, |c| c.avps(name.as_str()).into_iter().map(RString::from).collect())
+}
+
+extern "C" fn sip_send_request(
+    module: RStr<'_>,
+    request: &FfiRequest,
+    callback: FfiReplyCallback,
+) -> RResult<FfiSentRequest, RString> {
+    with_state("send_request", move |_| match sip_core() {
+        Some(core) => crate::sip::uac::send_request(core, module.as_str(), request, callback),
+        None => Err("the SIP core is not running (no [core] listen address?)".into()),
+    })
+}
+
+extern "C" fn sip_is_myself(uri: RStr<'_>) -> bool {
+    sip_core().is_some_and(|c| c.is_myself(uri.as_str()))
+}
+
+extern "C" fn sip_local_address(transport: u8) -> RString {
+    let proto = if transport == 2 { crate::sip::transport::Proto::Tcp } else { crate::sip::transport::Proto::Udp };
+    sip_core().and_then(|c| c.local_address(proto)).unwrap_or_default().into()
 }
 
 /// API names each module declares it exports, for the registry.

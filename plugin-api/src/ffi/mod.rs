@@ -18,9 +18,11 @@
 mod callback;
 mod db;
 mod root;
+mod sip;
 
 pub use callback::FfiCallback;
 pub use db::{FfiDbCond, FfiDbOp, FfiDbResult, FfiDbValue};
 pub use root::*;
+pub use sip::*;
 
 pub use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RSome, RStr, RString, RVec};

@@ -9,7 +9,9 @@ use abi_stable::{
     std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
-use super::{FfiCallback, FfiDbOp, FfiDbResult};
+use super::{
+    FfiCallback, FfiDbOp, FfiDbResult, FfiHeader, FfiMsg, FfiPeer, FfiReplyCallback, FfiRequest, FfiSentRequest,
+};
 
 /// The ABI generation. abi_stable refuses a plugin whose major differs from the host's; within
 /// one major, additions are appended to the prefix-type vtables and checked field by field.
@@ -157,9 +159,13 @@ pub struct FfiModuleInfo {
 pub struct FfiCall<'a> {
     /// The arguments, pseudo-variables already expanded.
     pub args: RSlice<'a, RStr<'a>>,
-    /// Host context of the request being routed (null outside a route); passed back to host
-    /// services that act on the current message.
+    /// Host context of the request being routed; passed back to the host services that act on
+    /// the current request (reply, flags, AVPs).
     pub ctx: *const c_void,
+    /// The request being routed.
+    pub msg: FfiMsg<'a>,
+    /// Where it came from.
+    pub peer: FfiPeer,
 }
 
 /// An RPC call handed to a plugin. The plugin answers through [`HostVTable::rpc_reply`] with
@@ -294,6 +300,39 @@ pub struct HostVTable {
     /// Commits (`commit` = true) or rolls back a transaction.
     pub db_end: extern "C" fn(tx: u64, commit: bool) -> RResult<(), RString>,
     /// The directory of the config file, against which relative paths are resolved.
-    #[sabi(last_prefix_field)]
     pub config_dir: extern "C" fn() -> RString,
+    /// Replies to the request of routing context `ctx` (through its server transaction).
+    pub sip_reply: extern "C" fn(
+        ctx: *const c_void,
+        code: u16,
+        reason: RStr<'_>,
+        headers: RSlice<'_, FfiHeader<'_>>,
+        content_type: RStr<'_>,
+        body: RSlice<'_, u8>,
+    ) -> RResult<(), RString>,
+    /// Adds a header to every reply sent for `ctx` from now on (Kamailio's `append_to_reply`).
+    pub sip_reply_header: extern "C" fn(ctx: *const c_void, name: RStr<'_>, value: RStr<'_>),
+    /// Message flags (`branch` = false) or branch flags: op 0 test, 1 set, 2 reset; returns the
+    /// flag's value after the operation.
+    pub sip_flag: extern "C" fn(ctx: *const c_void, branch: bool, op: u8, flag: u32) -> bool,
+    /// Reads the last value of AVP `name` of `ctx`.
+    pub sip_avp_get: extern "C" fn(ctx: *const c_void, name: RStr<'_>) -> ROption<RString>,
+    /// Adds a value to AVP `name` of `ctx` (AVPs stack, the last added is read first).
+    pub sip_avp_set: extern "C" fn(ctx: *const c_void, name: RStr<'_>, value: RStr<'_>),
+    /// Every value of AVP `name`, newest first.
+    pub sip_avp_all: extern "C" fn(ctx: *const c_void, name: RStr<'_>) -> RVec<RString>,
+    /// Sends a request in a new client transaction. The callback gets the final reply (or a
+    /// local 408/503) exactly once, on a worker, never inside this call.
+    pub sip_send_request: extern "C" fn(
+        module: RStr<'_>,
+        request: &FfiRequest,
+        callback: FfiReplyCallback,
+    ) -> RResult<FfiSentRequest, RString>,
+    /// Whether `uri`'s host (and port) is this host: a listen address, an advertised one, or a
+    /// `[core] alias` (Kamailio's `myself`).
+    pub sip_is_myself: extern "C" fn(uri: RStr<'_>) -> bool,
+    /// This host's SIP address for `transport` (1 UDP, 2 TCP) as `host:port` (advertised when
+    /// set); empty when there is no such listener.
+    #[sabi(last_prefix_field)]
+    pub sip_local_address: extern "C" fn(transport: u8) -> RString,
 }

@@ -25,6 +25,8 @@ pub struct TestMod {
 }
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Runs of `test_count()`: shows whether a route ran once or twice.
+static COUNT: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn echo(text: RStr<'_>) -> RResult<RString, FfiError> {
     // The vtable's functions are the exporter's own boundary: catch panics here too.
@@ -145,6 +147,59 @@ impl TestMod {
         Ok(1)
     }
 
+    /// Replies 200 with what it saw of the request through the ABI, as headers.
+    fn reply_info(&self, call: &mut FunctionCall<'_>) -> Result<i32, Error> {
+        let msg = call.message().ok_or_else(|| Error::new("no message"))?;
+        let req = call.request();
+        let ruri = msg.request_uri_str().unwrap_or("").to_string();
+        let event = msg.event().ok().flatten().map(|e| e.package().to_string()).unwrap_or_default();
+        let peer = req.peer();
+        let args = call.args().join("|");
+        let flag = if req.is_flag_set(3) { "3" } else { "-" };
+        let avp = req.avp("who").unwrap_or_default();
+        req.set_flag(4);
+        req.reply_with(
+            200,
+            "OK",
+            &[
+                ("X-Ruri", &ruri),
+                ("X-Event", &event),
+                ("X-Args", &args),
+                ("X-Src", &format!("{}:{}:{}", peer.transport.as_str(), peer.ip, peer.port)),
+                ("X-Flag3", flag),
+                ("X-Avp", &avp),
+            ],
+            Some(("text/plain", msg.body())),
+        )?;
+        Ok(1)
+    }
+
+    /// RPC `testmod.request METHOD RURI [OUTBOUND_PROXY]`: sends a request and answers with its
+    /// final reply (a delayed reply through a SIP transaction).
+    fn rpc_request(&self, call: &RpcCall, reply: DelayedReply) {
+        let method = call.str(0).unwrap_or_else(|| "OPTIONS".into());
+        let ruri = call.str(1).unwrap_or_default();
+        let mut req = Request::new(&method, &ruri, "<sip:testmod@localhost>", &format!("<{ruri}>"));
+        req.outbound_proxy = call.str(2).unwrap_or_default();
+        req.extra_headers = "X-Test: 1\r\n".into();
+        let sent = self.host.send_request(&req, move |r| {
+            let to_tag = r.message.and_then(|m| m.to().ok().and_then(|t| t.tag().map(str::to_string)));
+            reply.value(serde_json::json!({"code": r.code, "reason": r.reason, "local": r.local, "to_tag": to_tag}));
+        });
+        if let Err(e) = sent {
+            tracing::error!("send_request: {e}");
+        }
+    }
+
+    fn count(&self, _: &mut FunctionCall<'_>) -> Result<i32, Error> {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+        Ok(1)
+    }
+
+    fn rpc_count(&self, _: &RpcCall) -> RpcResult {
+        Ok(Value::from(COUNT.load(Ordering::Relaxed)))
+    }
+
     fn fail(&self, _: &mut FunctionCall<'_>) -> Result<i32, Error> {
         Ok(-1)
     }
@@ -164,6 +219,8 @@ impl Module for TestMod {
             .param(Param::str_list("tags").doc("a repeatable modparam"))
             .function(Function::new("test_ok", 0..=2, Self::ok).doc("returns 1"))
             .function(Function::new("test_fail", 0..=0, Self::fail).doc("returns -1"))
+            .function(Function::new("test_count", 0..=0, Self::count).doc("counts its calls"))
+            .function(Function::new("test_reply_info", 0..=3, Self::reply_info).doc("replies 200 with what it saw"))
             .function(Function::new("test_panic", 0..=0, Self::panics).doc("panics"))
             .rpc(Rpc::new("testmod.echo", Self::rpc_echo).doc("returns its parameters"))
             .rpc(Rpc::new("testmod.panic", Self::rpc_panic).doc("panics"))
@@ -171,9 +228,11 @@ impl Module for TestMod {
             .rpc(Rpc::delayed("testmod.later", Self::rpc_later).doc("answers after N ms from a timer"))
             .rpc(Rpc::delayed("testmod.drop", Self::rpc_drop).doc("drops its reply"))
             .rpc(Rpc::new("testmod.ticks", Self::rpc_ticks).doc("runs of the periodic timer"))
+            .rpc(Rpc::new("testmod.count", Self::rpc_count).doc("calls of test_count()"))
             .rpc(Rpc::new("testmod.log", Self::rpc_log).doc("logs one line per level"))
             .rpc(Rpc::new("testmod.db", Self::rpc_db).doc("writes and reads a row"))
             .rpc(Rpc::new("testmod.bind", Self::rpc_bind).doc("binds its own echo API"))
+            .rpc(Rpc::delayed("testmod.request", Self::rpc_request).doc("sends a SIP request, answers its final reply"))
             .exports("echo")
     }
 
