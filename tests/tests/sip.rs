@@ -372,6 +372,8 @@ relay = true
         .arg(dir.join("uas-err.log"))
         .args(["-message_file"])
         .arg(dir.join("uas-msg.log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("sipp");
     std::thread::sleep(Duration::from_millis(300));
@@ -420,6 +422,8 @@ relay = true
             "-error_file",
         ])
         .arg(dir.join("uas-err.log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("sipp");
     std::thread::sleep(Duration::from_millis(300));
@@ -449,4 +453,96 @@ relay = true
     c.send(ack.as_bytes());
     let out = uas.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "the callee did not see INVITE, CANCEL and ACK: {}", text(&out));
+}
+
+/// RFC 3263: a module's request to `sip:bob@example.test` follows NAPTR → SRV → A on a DNS
+/// responder the test runs, to a peer host on a TCP port it only learns from the SRV record.
+#[test]
+fn next_hop_resolution_with_naptr_and_srv() {
+    use sip_resolve::testing::{DnsServer, ZoneRecord};
+    let peer = host("sip-dns-peer", STATELESS);
+    let dns = DnsServer::start(vec![
+        ZoneRecord::naptr("example.test", 10, 10, "SIP+D2T", "_sip._tcp.example.test"),
+        ZoneRecord::srv("_sip._tcp.example.test", 10, 10, peer.sip, "sip1.example.test"),
+        ZoneRecord::a("sip1.example.test", [127, 0, 0, 1].into()),
+    ])
+    .expect("dns server");
+    let config = BASE.replace("t1 = 50", &format!("t1 = 50\ndns_servers = [\"{}\"]", dns.addr));
+    let host = Host::start("sip-dns", &config);
+    let r = host.result("testmod.request", json!(["OPTIONS", "sip:bob@example.test"]));
+    assert_eq!(r["code"], 200, "{r}\n{}", host.log());
+    let queries = dns.queries();
+    assert!(queries.iter().any(|q| q.starts_with("NAPTR example.test")), "{queries:?}");
+    assert!(queries.iter().any(|q| q.starts_with("SRV _sip._tcp.example.test")), "{queries:?}");
+    // An unknown domain: a local 478 for the module, no crash.
+    let r = host.result("testmod.request", json!(["OPTIONS", "sip:bob@nowhere.test"]));
+    assert_eq!(r["code"], 478, "{r}");
+}
+
+/// A request to a peer that has a TCP connection open to us goes over that connection (a
+/// phone behind NAT accepts requests only there), and `advertise` shows in what we send.
+#[test]
+fn requests_reuse_the_peer_connection_and_advertise_the_public_address() {
+    let config = BASE.replace(
+        r#"listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]"#,
+        r#"listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@ advertise sip.example.com:5099"]"#,
+    );
+    let host = Host::start("sip-reuse", &format!("{config}{STATELESS}"));
+    let mut phone = Client::tcp(host.sip_addr());
+    let r = phone.transact(&request(&phone, "OPTIONS", "sip:ping@127.0.0.1", &[], ""));
+    assert_eq!(status(&r), 200);
+    let phone_addr = phone.local();
+    let rpc_port = host.http.unwrap();
+    let call = std::thread::spawn(move || {
+        e2e::http_post(
+            rpc_port,
+            "/RPC",
+            &json!({"jsonrpc": "2.0", "method": "testmod.request", "params": ["NOTIFY", format!("sip:phone@{phone_addr};transport=tcp")], "id": 1}).to_string(),
+        )
+    });
+    let notify = phone.recv(Duration::from_secs(5)).expect("the NOTIFY must come on the phone's own connection");
+    assert!(notify.starts_with("NOTIFY sip:phone@"), "{notify}");
+    let via = header(&notify, "Via").unwrap();
+    assert!(via.starts_with("SIP/2.0/TCP sip.example.com:5099;branch=z9hG4bK"), "{via}");
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {}\r\nTo: {};tag=phone\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(&notify, "From").unwrap(),
+        header(&notify, "To").unwrap(),
+        header(&notify, "Call-ID").unwrap(),
+        header(&notify, "CSeq").unwrap()
+    );
+    phone.send(reply.as_bytes());
+    let (status_code, body) = call.join().unwrap();
+    assert_eq!(status_code, 200, "{body}");
+    assert!(body.contains("\"code\":200"), "{body}");
+}
+
+/// `[core] tcp_max_connections`: connections beyond the limit are closed at once; `alias`
+/// names count as `myself`.
+#[test]
+fn connection_limit_and_aliases() {
+    let config = BASE.replace("t1 = 50", "t1 = 50\ntcp_max_connections = 2\nalias = [\"presence.example.org\"]");
+    let routes = r#"
+[[route]]
+method = "OPTIONS"
+myself = true
+reply = "200 Mine"
+"#;
+    let host = Host::start("sip-limits", &format!("{config}{routes}"));
+    let mut a = Client::tcp(host.sip_addr());
+    let mut b = Client::tcp(host.sip_addr());
+    for c in [&mut a, &mut b] {
+        let r = c.transact(&request(c, "OPTIONS", "sip:x@presence.example.org", &[], ""));
+        assert!(r.starts_with("SIP/2.0 200 Mine"), "{r}");
+    }
+    let mut third = TcpStream::connect(host.sip_addr()).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = third.write_all(b"OPTIONS sip:x@presence.example.org SIP/2.0\r\n\r\n");
+    let mut buf = [0u8; 64];
+    use std::io::Read;
+    assert!(matches!(third.read(&mut buf), Ok(0) | Err(_)), "the third connection must be closed");
+    assert!(host.log().contains("too many connections"), "{}", host.log());
+    let mut u = Client::udp(host.sip_addr());
+    let r = u.transact(&request(&u, "OPTIONS", "sip:x@elsewhere.example.org", &[], ""));
+    assert_eq!(status(&r), 501, "not an alias: no route");
 }
