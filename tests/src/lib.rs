@@ -336,14 +336,9 @@ pub mod sip {
             match self {
                 Client::Udp(s, _) => {
                     let mut buf = vec![0u8; 65535];
-                    loop {
-                        let left = deadline.checked_duration_since(Instant::now())?;
-                        s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
-                        match s.recv_from(&mut buf) {
-                            Ok((n, _)) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                            Err(_) => return None,
-                        }
-                    }
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+                    s.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
                 }
                 Client::Tcp(s, pending) => loop {
                     if let Some(len) = complete(pending) {

@@ -546,3 +546,78 @@ reply = "200 Mine"
     let r = u.transact(&request(&u, "OPTIONS", "sip:x@elsewhere.example.org", &[], ""));
     assert_eq!(status(&r), 501, "not an alias: no route");
 }
+
+/// INVITE relayed with Record-Route; the 200 comes back; the caller's ACK (end to end, no
+/// transaction) follows the route set through us and is forwarded statelessly to the callee.
+#[test]
+fn ack_for_2xx_follows_the_record_route() {
+    let routes = r#"
+[[route]]
+method = ["INVITE", "ACK"]
+do = ["record_route()"]
+relay = true
+"#;
+    let host = host("sip-ack2xx", routes);
+    let uas_port = e2e::free_port();
+    let scenario = root().join("tests/sipp/uas_invite_ok.xml");
+    let dir = host.dir.path().to_path_buf();
+    let uas = Command::new("sipp")
+        .args([
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-trace_err",
+            "-error_file",
+        ])
+        .arg(dir.join("uas-err.log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sipp");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = Client::udp(host.sip_addr());
+    let invite = request(&c, "INVITE", &format!("sip:callee@127.0.0.1:{uas_port}"), &[], "");
+    let ok = c.transact(&invite);
+    assert_eq!(status(&ok), 200, "{ok}");
+    let rr = header(&ok, "Record-Route").expect("the 200 carries our Record-Route");
+    let contact = header(&ok, "Contact").unwrap();
+    let target = contact.trim_start_matches('<').split('>').next().unwrap().to_string();
+    let to = header(&ok, "To").unwrap();
+    let ack = invite
+        .replacen(&format!("INVITE sip:callee@127.0.0.1:{uas_port}"), &format!("ACK {target}"), 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("branch=z9hG4bK-", "branch=z9hG4bK-ack-")
+        .replacen("To: ", "X-Old-To: ", 1)
+        .replacen("Max-Forwards: 70", &format!("Max-Forwards: 70\r\nTo: {to}\r\nRoute: {rr}"), 1);
+    c.send(ack.as_bytes());
+    let out = uas.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the callee did not get the ACK through us: {}\n{}", text(&out), host.log());
+}
+
+/// A module's in-dialog style request with a route set: it goes to the first Route, which
+/// carries the rest; the Request-URI stays the remote target.
+#[test]
+fn module_request_follows_its_route_set() {
+    let peer = host(
+        "sip-routeset-peer",
+        r#"
+[[route]]
+method = "NOTIFY"
+do = ["test_reply_info()"]
+"#,
+    );
+    let host = host("sip-routeset", "");
+    let r = host.result(
+        "testmod.request",
+        json!(["NOTIFY", "sip:phone@192.0.2.55:5060", "", format!("<sip:127.0.0.1:{};lr>", peer.sip)]),
+    );
+    assert_eq!(r["code"], 200, "{r}\n{}", peer.log());
+}

@@ -94,10 +94,10 @@ pub fn respond(core: &Arc<SipCore>, server: TxId, code: u16, bytes: Bytes) -> bo
 /// Answers a relayed request locally (timeout, transport error, unresolvable next hop).
 pub fn reply_upstream(core: &Arc<SipCore>, server: TxId, code: u16, reason: &str) {
     let state = core.relayed.lock().unwrap_or_else(|e| e.into_inner()).remove(&server);
-    if let Some(s) = state {
-        if let Some(bytes) = build_reply(&s.request.view(), &s.src, code, reason, &s.to_tag, &[], None) {
-            respond(core, server, code, bytes);
-        }
+    if let Some(s) = state
+        && let Some(bytes) = build_reply(&s.request.view(), &s.src, code, reason, &s.to_tag, &[], None)
+    {
+        respond(core, server, code, bytes);
     }
 }
 
@@ -293,10 +293,10 @@ fn forward_edits(
 pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
     let view = ctx.msg.view();
     if matches!(view.max_forwards(), Ok(Some(0))) {
-        if view.method() != Some(Method::Ack) {
-            if let Err(e) = super::router::reply(core, &ctx, 483, "Too Many Hops", &[], None) {
-                tracing::debug!("483 not sent: {e}");
-            }
+        if view.method() != Some(Method::Ack)
+            && let Err(e) = super::router::reply(core, &ctx, 483, "Too Many Hops", &[], None)
+        {
+            tracing::debug!("483 not sent: {e}");
         }
         return;
     }
@@ -328,10 +328,8 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
         });
         return;
     };
-    if is_invite {
-        if let Some(bytes) = build_reply(&view, &ctx.src, 100, "Trying", &ctx.to_tag, &[], None) {
-            respond(core, server, 100, bytes);
-        }
+    if is_invite && let Some(bytes) = build_reply(&view, &ctx.src, 100, "Trying", &ctx.to_tag, &[], None) {
+        respond(core, server, 100, bytes);
     }
     core.relayed.lock().unwrap_or_else(|e| e.into_inner()).insert(
         server,

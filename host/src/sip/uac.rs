@@ -90,10 +90,7 @@ pub fn send_request(
         };
         let sent_by = format!("{}:{}", listener.advertised.0, listener.advertised.1);
         let branch = format!("z9hG4bK{}", unique_token());
-        let extra = match header_pairs(req.extra_headers.as_str()) {
-            Ok(h) => h,
-            Err(_) => Vec::new(),
-        };
+        let extra = header_pairs(req.extra_headers.as_str()).unwrap_or_default();
         let routes: Vec<&str> = req.route_set.iter().map(|r| r.as_str()).collect();
         let body = (!req.content_type.is_empty())
             .then(|| Body { content_type: req.content_type.as_str(), bytes: req.body.as_slice() });

@@ -113,15 +113,15 @@ impl Router {
         }
         if route.ruri.is_some() || route.myself.is_some() {
             let ruri = ctx.ruri();
-            if let Some(re) = &route.ruri {
-                if !re.is_match(&ruri) {
-                    return false;
-                }
+            if let Some(re) = &route.ruri
+                && !re.is_match(&ruri)
+            {
+                return false;
             }
-            if let Some(want) = route.myself {
-                if core.is_myself(&ruri) != want {
-                    return false;
-                }
+            if let Some(want) = route.myself
+                && core.is_myself(&ruri) != want
+            {
+                return false;
             }
         }
         route
@@ -134,10 +134,8 @@ impl Router {
     pub fn run(&self, core: &Arc<SipCore>, ctx: RequestCtx) {
         let is_ack = ctx.msg.view().method() == Some(Method::Ack);
         let Some(route) = self.routes.iter().find(|r| Self::matches(r, core, &ctx)) else {
-            if !is_ack {
-                if let Some((code, reason)) = &self.default_reply {
-                    let _ = reply(core, &ctx, *code, reason, &[], None);
-                }
+            if !is_ack && let Some((code, reason)) = &self.default_reply {
+                let _ = reply(core, &ctx, *code, reason, &[], None);
             }
             finish(core, ctx);
             return;
@@ -156,10 +154,12 @@ impl Router {
             if route.relay {
                 ctx.relayed.set(true);
             }
-            if let Some(r) = &route.reply {
-                if !ctx.replied.get() && !ctx.relayed.get() && !is_ack {
-                    let _ = reply(core, &ctx, r.code, &r.reason, &[], None);
-                }
+            if let Some(r) = &route.reply
+                && !ctx.replied.get()
+                && !ctx.relayed.get()
+                && !is_ack
+            {
+                let _ = reply(core, &ctx, r.code, &r.reason, &[], None);
             }
         }
         finish(core, ctx);
@@ -197,13 +197,13 @@ impl Router {
         if ret == 0 {
             return Flow::Stop;
         }
-        if ret < 0 {
-            if let Some(r) = &route.on_fail {
-                if !ctx.replied.get() {
-                    let _ = reply(core, ctx, r.code, &r.reason, &[], None);
-                }
-                return Flow::Stop;
+        if ret < 0
+            && let Some(r) = &route.on_fail
+        {
+            if !ctx.replied.get() {
+                let _ = reply(core, ctx, r.code, &r.reason, &[], None);
             }
+            return Flow::Stop;
         }
         Flow::Continue
     }

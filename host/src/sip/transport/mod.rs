@@ -140,10 +140,8 @@ impl Transports {
                 return;
             }
         };
-        if !ok {
-            if let Some(f) = on_error {
-                f();
-            }
+        if !ok && let Some(f) = on_error {
+            f();
         }
     }
 

@@ -93,10 +93,10 @@ impl TcpTransport {
                 conns.get(&id).map(|c| c.tx.clone())
             })
         };
-        if let Some(tx) = existing {
-            if tx.send(bytes.clone()).is_ok() {
-                return;
-            }
+        if let Some(tx) = existing
+            && tx.send(bytes.clone()).is_ok()
+        {
+            return;
         }
         let Some(handle) = runtime() else {
             if let Some(f) = on_error {

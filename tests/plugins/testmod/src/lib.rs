@@ -174,13 +174,16 @@ impl TestMod {
         Ok(1)
     }
 
-    /// RPC `testmod.request METHOD RURI [OUTBOUND_PROXY]`: sends a request and answers with its
-    /// final reply (a delayed reply through a SIP transaction).
+    /// RPC `testmod.request METHOD RURI [OUTBOUND_PROXY [ROUTE]]`: sends a request and answers
+    /// with its final reply (a delayed reply through a SIP transaction).
     fn rpc_request(&self, call: &RpcCall, reply: DelayedReply) {
         let method = call.str(0).unwrap_or_else(|| "OPTIONS".into());
         let ruri = call.str(1).unwrap_or_default();
         let mut req = Request::new(&method, &ruri, "<sip:testmod@localhost>", &format!("<{ruri}>"));
         req.outbound_proxy = call.str(2).unwrap_or_default();
+        if let Some(route) = call.str(3).filter(|r| !r.is_empty()) {
+            req.route_set = vec![route];
+        }
         req.extra_headers = "X-Test: 1\r\n".into();
         let sent = self.host.send_request(&req, move |r| {
             let to_tag = r.message.and_then(|m| m.to().ok().and_then(|t| t.tag().map(str::to_string)));
