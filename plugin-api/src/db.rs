@@ -5,7 +5,7 @@
 
 use std::ops::Deref;
 
-use abi_stable::std_types::{RErr, ROk, RString, RVec};
+use abi_stable::std_types::{RErr, ROk, RString};
 
 use crate::Error;
 use crate::ffi::{FfiDbCond, FfiDbOp, FfiDbResult, FfiDbValue};
@@ -269,16 +269,7 @@ pub struct Executor {
 }
 
 fn op(kind: u8, table: &str) -> FfiDbOp {
-    FfiDbOp {
-        kind,
-        table: table.into(),
-        columns: RVec::new(),
-        values: RVec::new(),
-        conds: RVec::new(),
-        key_columns: RVec::new(),
-        order_by: RString::new(),
-        limit: 0,
-    }
+    FfiDbOp::new(kind, table)
 }
 
 fn set_values(op: &mut FfiDbOp, values: &[(&str, Value)]) {

@@ -21,26 +21,8 @@ pub(crate) fn message<'a>(m: &FfiMsg<'a>) -> Option<Message<'a>> {
     if m.buf.is_empty() {
         return None;
     }
-    let s = m.start;
-    let start = StartLine {
-        kind: s.kind,
-        reserved: s.reserved,
-        status_code: s.status_code,
-        method_start: s.method_start,
-        method_end: s.method_end,
-        uri_start: s.uri_start,
-        uri_end: s.uri_end,
-        version_start: s.version_start,
-        version_end: s.version_end,
-        reason_start: s.reason_start,
-        reason_end: s.reason_end,
-    };
-    let headers = m.headers.as_slice();
-    // SAFETY: `FfiHeaderEntry` and `HeaderEntry` have the same size, alignment and field
-    // offsets (asserted at compile time in `ffi/sip.rs`), and every bit pattern is valid for
-    // both (integers only).
-    let headers: &'a [HeaderEntry] = unsafe { std::slice::from_raw_parts(headers.as_ptr().cast(), headers.len()) };
-    Some(Message::from_parts(m.buf.as_slice(), start, headers, (m.body_start, m.body_end)))
+    let headers = crate::ffi::sip_headers(m.headers.as_slice());
+    Some(Message::from_parts(m.buf.as_slice(), m.start.into(), headers, (m.body_start, m.body_end)))
 }
 
 /// Transport of a message.

@@ -30,6 +30,22 @@ method = ["OPTIONS", "PUBLISH", "SUBSCRIBE"]
 reply = "200 OK"
 "#;
 
+/// Starts sipp as a callee with scenario `tests/sipp/<name>.xml` on `port`, for one call.
+fn spawn_uas(host: &Host, name: &str, port: u16) -> std::process::Child {
+    let scenario = root().join(format!("tests/sipp/{name}.xml"));
+    let dir = host.dir.path();
+    let child = Command::new("sipp")
+        .args(["-sf", scenario.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "20s", "-trace_err", "-error_file"])
+        .arg(dir.join(format!("{name}-err.log")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
 fn sipp(args: &[&str]) -> std::process::Output {
     Command::new("sipp")
         .args(args)
@@ -351,32 +367,7 @@ relay = true
 "#;
     let host = host("sip-relay", routes);
     let uas_port = e2e::free_port();
-    let scenario = root().join("tests/sipp/uas_200.xml");
-    let dir = host.dir.path().to_path_buf();
-    let uas = Command::new("sipp")
-        .args([
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "20s",
-            "-trace_err",
-            "-error_file",
-        ])
-        .arg(dir.join("uas-err.log"))
-        .args(["-message_file"])
-        .arg(dir.join("uas-msg.log"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sipp");
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = spawn_uas(&host, "uas_200", uas_port);
     let mut c = Client::udp(host.sip_addr());
     let r = c.transact(&request(&c, "OPTIONS", &format!("sip:callee@127.0.0.1:{uas_port}"), &[], ""));
     assert_eq!(status(&r), 200, "{r}\n{}", host.log());
@@ -403,30 +394,7 @@ relay = true
 "#;
     let host = host("sip-cancel", routes);
     let uas_port = e2e::free_port();
-    let scenario = root().join("tests/sipp/uas_ring_cancel.xml");
-    let dir = host.dir.path().to_path_buf();
-    let uas = Command::new("sipp")
-        .args([
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "20s",
-            "-trace_err",
-            "-error_file",
-        ])
-        .arg(dir.join("uas-err.log"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sipp");
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = spawn_uas(&host, "uas_ring_cancel", uas_port);
     let mut c = Client::udp(host.sip_addr());
     let invite = request(&c, "INVITE", &format!("sip:callee@127.0.0.1:{uas_port}"), &[], "");
     c.send(invite.as_bytes());
@@ -559,30 +527,7 @@ relay = true
 "#;
     let host = host("sip-ack2xx", routes);
     let uas_port = e2e::free_port();
-    let scenario = root().join("tests/sipp/uas_invite_ok.xml");
-    let dir = host.dir.path().to_path_buf();
-    let uas = Command::new("sipp")
-        .args([
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "20s",
-            "-trace_err",
-            "-error_file",
-        ])
-        .arg(dir.join("uas-err.log"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sipp");
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = spawn_uas(&host, "uas_invite_ok", uas_port);
     let mut c = Client::udp(host.sip_addr());
     let invite = request(&c, "INVITE", &format!("sip:callee@127.0.0.1:{uas_port}"), &[], "");
     let ok = c.transact(&invite);

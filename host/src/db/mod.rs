@@ -216,16 +216,7 @@ impl DbService {
         let columns = match cached {
             Some(c) => c,
             None => {
-                let info = FfiDbOp {
-                    kind: dialect::TABLE_INFO,
-                    table: table.into(),
-                    columns: Default::default(),
-                    values: Default::default(),
-                    conds: Default::default(),
-                    key_columns: Default::default(),
-                    order_by: Default::default(),
-                    limit: 0,
-                };
+                let info = FfiDbOp::new(dialect::TABLE_INFO, table);
                 let rows = self.exec_raw(db, tx, &info)?;
                 let name_at = rows.columns.iter().position(|c| c.as_str() == "name");
                 let type_at = rows.columns.iter().position(|c| c.as_str() == "type");
@@ -347,16 +338,7 @@ pub mod admin {
     }
 
     fn version_of(db: &DbService, id: u32, table: &str) -> Result<Option<i64>, String> {
-        let op = FfiDbOp {
-            kind: dialect::VERSION,
-            table: table.into(),
-            columns: Default::default(),
-            values: Default::default(),
-            conds: Default::default(),
-            key_columns: Default::default(),
-            order_by: Default::default(),
-            limit: 0,
-        };
+        let op = FfiDbOp::new(dialect::VERSION, table);
         let r = db.exec(id, 0, &op)?;
         Ok(r.rows.first().and_then(|row| row.first()).and_then(|v| match v {
             plugin_api::ffi::FfiDbValue::Int(i) => Some(*i),

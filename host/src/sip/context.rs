@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
-use plugin_api::ffi::{FfiHeaderEntry, FfiMsg, FfiPeer, FfiStartLine, RSlice};
+use plugin_api::ffi::{FfiMsg, FfiPeer, RSlice, ffi_headers};
 use sip_message::{Message, ParsedMessage};
 use sip_transaction::TxId;
 
@@ -26,27 +26,10 @@ impl SipMsg {
 
     /// The message as lent to a module: the buffer and the index, no copy.
     pub fn ffi(&self) -> FfiMsg<'_> {
-        let s = self.parsed.start;
-        let headers: &[sip_message::HeaderEntry] = &self.parsed.headers;
-        // SAFETY: `FfiHeaderEntry` mirrors `HeaderEntry` field for field (asserted at compile
-        // time in plugin-api), and both are plain integers.
-        let headers: &[FfiHeaderEntry] = unsafe { std::slice::from_raw_parts(headers.as_ptr().cast(), headers.len()) };
         FfiMsg {
             buf: RSlice::from_slice(&self.buf),
-            start: FfiStartLine {
-                kind: s.kind,
-                reserved: s.reserved,
-                status_code: s.status_code,
-                method_start: s.method_start,
-                method_end: s.method_end,
-                uri_start: s.uri_start,
-                uri_end: s.uri_end,
-                version_start: s.version_start,
-                version_end: s.version_end,
-                reason_start: s.reason_start,
-                reason_end: s.reason_end,
-            },
-            headers: RSlice::from_slice(headers),
+            start: self.parsed.start.into(),
+            headers: RSlice::from_slice(ffi_headers(&self.parsed.headers)),
             body_start: self.parsed.body_start,
             body_end: self.parsed.body_end,
         }

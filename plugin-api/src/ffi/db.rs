@@ -55,6 +55,22 @@ pub struct FfiDbOp {
     pub limit: u64,
 }
 
+impl FfiDbOp {
+    /// A statement of `kind` on `table` with nothing else set.
+    pub fn new(kind: u8, table: &str) -> Self {
+        Self {
+            kind,
+            table: table.into(),
+            columns: RVec::new(),
+            values: RVec::new(),
+            conds: RVec::new(),
+            key_columns: RVec::new(),
+            order_by: RString::new(),
+            limit: 0,
+        }
+    }
+}
+
 /// What a statement returned.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Default)]

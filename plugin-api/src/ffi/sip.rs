@@ -67,6 +67,55 @@ const _: () = {
     assert!(size_of::<sip_message::HeaderName>() == size_of::<u16>());
 };
 
+impl From<sip_message::StartLine> for FfiStartLine {
+    fn from(s: sip_message::StartLine) -> Self {
+        Self {
+            kind: s.kind,
+            reserved: s.reserved,
+            status_code: s.status_code,
+            method_start: s.method_start,
+            method_end: s.method_end,
+            uri_start: s.uri_start,
+            uri_end: s.uri_end,
+            version_start: s.version_start,
+            version_end: s.version_end,
+            reason_start: s.reason_start,
+            reason_end: s.reason_end,
+        }
+    }
+}
+
+impl From<FfiStartLine> for sip_message::StartLine {
+    fn from(s: FfiStartLine) -> Self {
+        Self {
+            kind: s.kind,
+            reserved: s.reserved,
+            status_code: s.status_code,
+            method_start: s.method_start,
+            method_end: s.method_end,
+            uri_start: s.uri_start,
+            uri_end: s.uri_end,
+            version_start: s.version_start,
+            version_end: s.version_end,
+            reason_start: s.reason_start,
+            reason_end: s.reason_end,
+        }
+    }
+}
+
+/// The header index of a message as lent across the boundary, without a copy.
+pub fn ffi_headers(headers: &[sip_message::HeaderEntry]) -> &[FfiHeaderEntry] {
+    // SAFETY: `FfiHeaderEntry` mirrors `HeaderEntry` field for field (asserted above) and both
+    // are plain integers.
+    unsafe { std::slice::from_raw_parts(headers.as_ptr().cast(), headers.len()) }
+}
+
+/// The header index as the parser's type again, without a copy.
+pub fn sip_headers(headers: &[FfiHeaderEntry]) -> &[sip_message::HeaderEntry] {
+    // SAFETY: as in `ffi_headers`, the other way round.
+    unsafe { std::slice::from_raw_parts(headers.as_ptr().cast(), headers.len()) }
+}
+
 /// A parsed message, borrowed for the duration of a call.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
