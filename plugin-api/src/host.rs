@@ -182,6 +182,47 @@ impl Host {
         }
     }
 
+    /// Runs `body` on a thread of the module's own (for I/O the module owns, such as an XMPP
+    /// connection: module code must not use the host's runtime). The thread is supervised: when
+    /// `body` returns an error or panics, the failure is logged under the module's name and
+    /// `body` runs again after a back-off (1 s, doubling up to 30 s, reset after a minute of
+    /// good running), so a connection is restarted, never lost silently. Returning `Ok(())`
+    /// ends the thread.
+    pub fn spawn_supervised(
+        &self,
+        name: &str,
+        body: impl Fn() -> Result<(), Error> + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<()>, Error> {
+        let (host, thread_name) = (*self, format!("{}:{name}", self.module));
+        let name = name.to_string();
+        std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let mut backoff = Duration::from_secs(1);
+                loop {
+                    let started = std::time::Instant::now();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body));
+                    let why = match outcome {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => format!("thread {name} failed: {e}"),
+                        Err(panic) => format!("thread {name} {}", crate::export::panic_message(&panic)),
+                    };
+                    if started.elapsed() > Duration::from_secs(60) {
+                        backoff = Duration::from_secs(1);
+                    }
+                    (host.vt.log())(
+                        host.module.into(),
+                        0,
+                        host.module.into(),
+                        format!("{why}; restarting in {backoff:?}").as_str().into(),
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            })
+            .map_err(|e| Error::new(format!("cannot start a thread: {e}")))
+    }
+
     /// Whether `uri` points at this host (Kamailio's `uri == myself`).
     pub fn is_myself(&self, uri: &str) -> bool {
         (self.vt.sip_is_myself())(uri.into())

@@ -168,3 +168,10 @@ fn init_failure_and_panic() {
         assert!(text(&out).contains(expected), "{}", text(&out));
     }
 }
+
+#[test]
+fn version_flag() {
+    let out = cli(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out).trim(), format!("puahost {}", env!("CARGO_PKG_VERSION")));
+}

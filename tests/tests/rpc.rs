@@ -228,6 +228,28 @@ fn delayed_replies_with_one_worker() {
     assert!(r["error"]["message"].as_str().unwrap().contains("did not answer"), "{r}");
 }
 
+/// A panic on a module's own (supervised) thread is reported under the module's name and the
+/// thread is restarted; the host is unaffected.
+#[test]
+fn a_panicking_module_thread_is_restarted() {
+    let mut host = host_with_fifo("rpc-thread", 1);
+    host.result("testmod.thread", json!(["start"]));
+    assert!(
+        eventually(Duration::from_secs(5), || host.result("testmod.thread", json!([])) == json!(2)),
+        "{}",
+        host.log()
+    );
+    let log = host.log();
+    assert!(
+        log.contains("thread flaky panicked")
+            && log.contains("flaky thread dies on its first run")
+            && log.contains("restarting in 1s"),
+        "{log}"
+    );
+    assert!(log.contains("module=\"testmod\""), "{log}");
+    assert!(host.alive());
+}
+
 #[test]
 fn cli_arguments_follow_kamctl() {
     let host = host_with_fifo("rpc-cli", 2);

@@ -98,3 +98,38 @@ impl ApiRegistry {
         Ok(api.vtable as *const c_void)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::StableAbi;
+    use plugin_api::ffi::{FfiError, FfiParam};
+
+    fn layout<T: StableAbi>() -> *const c_void {
+        <T as StableAbi>::LAYOUT as *const TypeLayout as *const c_void
+    }
+
+    #[test]
+    fn bind_checks_name_version_and_layout() {
+        static VTABLE: u8 = 7;
+        let declared = HashMap::from([("pua".to_string(), vec!["pua".to_string()]), ("other".to_string(), vec![])]);
+        let reg = ApiRegistry::new(declared);
+        let vt = &VTABLE as *const u8 as *const c_void;
+        // SAFETY (all calls): the layouts are `'static` TypeLayouts of real types.
+        unsafe {
+            let e = reg.bind("pua_mi", "pua", 1, layout::<FfiError>()).unwrap_err();
+            assert!(e.contains("which module pua has not exported yet"), "{e}");
+            let e = reg.bind("pua_mi", "usrloc", 1, layout::<FfiError>()).unwrap_err();
+            assert!(e.contains("which no loaded module exports"), "{e}");
+            let e = reg.export("other", "pua", 1, layout::<FfiError>(), vt).unwrap_err();
+            assert!(e.contains("without declaring it"), "{e}");
+            reg.export("pua", "pua", 1, layout::<FfiError>(), vt).unwrap();
+            assert!(reg.export("pua", "pua", 1, layout::<FfiError>(), vt).unwrap_err().contains("already exported"));
+            assert_eq!(reg.bind("pua_mi", "pua", 1, layout::<FfiError>()).unwrap(), vt);
+            let e = reg.bind("pua_mi", "pua", 2, layout::<FfiError>()).unwrap_err();
+            assert!(e.contains("needs API `pua` version 2, but module pua exports version 1"), "{e}");
+            let e = reg.bind("pua_mi", "pua", 1, layout::<FfiParam>()).unwrap_err();
+            assert!(e.contains("has a layout module pua_mi was not built for"), "{e}");
+        }
+    }
+}

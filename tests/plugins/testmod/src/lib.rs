@@ -25,6 +25,8 @@ pub struct TestMod {
 }
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Runs of the supervised thread's body (it panics on its first run).
+static THREAD_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Runs of `test_count()`: shows whether a route ran once or twice.
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
@@ -199,6 +201,22 @@ impl TestMod {
         Ok(1)
     }
 
+    /// RPC `testmod.thread`: starts a supervised thread whose body panics on its first run and
+    /// returns on the second; answers the number of runs so far.
+    fn rpc_thread(&self, call: &RpcCall) -> RpcResult {
+        if call.str(0).as_deref() == Some("start") {
+            self.host
+                .spawn_supervised("flaky", || {
+                    if THREAD_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("flaky thread dies on its first run");
+                    }
+                    Ok(())
+                })
+                .map_err(|e| RpcFault::new(500, e.to_string()))?;
+        }
+        Ok(Value::from(THREAD_RUNS.load(Ordering::SeqCst)))
+    }
+
     fn rpc_count(&self, _: &RpcCall) -> RpcResult {
         Ok(Value::from(COUNT.load(Ordering::Relaxed)))
     }
@@ -232,6 +250,7 @@ impl Module for TestMod {
             .rpc(Rpc::delayed("testmod.drop", Self::rpc_drop).doc("drops its reply"))
             .rpc(Rpc::new("testmod.ticks", Self::rpc_ticks).doc("runs of the periodic timer"))
             .rpc(Rpc::new("testmod.count", Self::rpc_count).doc("calls of test_count()"))
+            .rpc(Rpc::new("testmod.thread", Self::rpc_thread).doc("starts a supervised thread that panics once"))
             .rpc(Rpc::new("testmod.log", Self::rpc_log).doc("logs one line per level"))
             .rpc(Rpc::new("testmod.db", Self::rpc_db).doc("writes and reads a row"))
             .rpc(Rpc::new("testmod.bind", Self::rpc_bind).doc("binds its own echo API"))
