@@ -297,6 +297,22 @@ impl Executor {
         self.exec(&o).map(|r| r.affected)
     }
 
+    /// `INSERT` that returns the new value of the auto-increment column `id_column` (Kamailio
+    /// tables call it `id`).
+    pub fn insert_returning_id(&self, table: &str, id_column: &str, values: &[(&str, Value)]) -> Result<i64, Error> {
+        let mut o = op(1, table);
+        set_values(&mut o, values);
+        o.returning = id_column.into();
+        self.exec(&o).map(|r| r.last_insert_id)
+    }
+
+    /// Creates `table` from the host's schema catalog (Kamailio's tables and puahost's own) when
+    /// it has no row in the `version` table; true when it was created. Never touches a table
+    /// that has a version row.
+    pub fn ensure_table(&self, table: &str) -> Result<bool, Error> {
+        self.exec(&op(6, table)).map(|r| r.last_insert_id == 1)
+    }
+
     /// `UPDATE table SET ... WHERE conds`; returns the rows updated.
     pub fn update(&self, table: &str, set: &[(&str, Value)], conds: &[Cond]) -> Result<u64, Error> {
         let mut o = op(2, table);

@@ -25,6 +25,28 @@ pub(crate) fn message<'a>(m: &FfiMsg<'a>) -> Option<Message<'a>> {
     Some(Message::from_parts(m.buf.as_slice(), m.start.into(), headers, (m.body_start, m.body_end)))
 }
 
+/// The ABI form of a message view (borrowed, no copy).
+pub(crate) fn ffi_msg<'a>(m: &Message<'a>) -> FfiMsg<'a> {
+    let (body_start, body_end) = m.body_range();
+    FfiMsg {
+        buf: RSlice::from_slice(m.buf()),
+        start: m.start_line().into(),
+        headers: RSlice::from_slice(crate::ffi::ffi_headers(m.header_entries())),
+        body_start,
+        body_end,
+    }
+}
+
+/// The ABI form of a reply (borrowed, no copy).
+pub(crate) fn ffi_reply<'a>(r: &Reply<'a>) -> FfiReply<'a> {
+    FfiReply {
+        status: r.code,
+        reason: RStr::from_str(r.reason),
+        local: r.local,
+        msg: r.message.as_ref().map_or(FfiMsg::EMPTY, ffi_msg),
+    }
+}
+
 /// Transport of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

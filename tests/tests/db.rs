@@ -85,10 +85,14 @@ fn exercise(url: &str, dir: TempDir, break_version: impl Fn()) {
         assert_eq!(first["expires"], 1_700_000_000, "DATETIME must round-trip: {first}");
         assert_eq!(first["status"], 1, "{first}");
         assert_eq!(first["location_version"], 9);
+        assert_eq!(first["pua_body_created"], true, "pua_body is created on first use: {first}");
+        assert_eq!(first["body_id_found"], 1, "insert_returning_id gives the new row's id: {first}");
         // Again: the transaction replaces the row, the upsert updates in place.
         let second = host.result("testmod.db", json!(["alice", 3]));
         assert_eq!(second["watchers"], 1, "{second}");
         assert_eq!(second["status"], 3, "{second}");
+        assert_eq!(second["pua_body_created"], false, "{second}");
+        assert_eq!(second["body_id_found"], 3, "{second}");
     }
 
     break_version();

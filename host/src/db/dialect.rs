@@ -27,6 +27,8 @@ pub const UPDATE: u8 = 2;
 pub const DELETE: u8 = 3;
 pub const UPSERT: u8 = 4;
 pub const VERSION: u8 = 5;
+/// Create the table from the catalog when it has no version row (handled by the service).
+pub const ENSURE_TABLE: u8 = 6;
 /// Host-internal: SQLite's `PRAGMA table_info`, to find DATETIME columns.
 pub const TABLE_INFO: u8 = 200;
 
@@ -189,6 +191,11 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
                 q.value(v);
             }
             q.push(")");
+            // PostgreSQL reports a new id only through RETURNING; SQLite and MySQL give it with
+            // the result (`last_insert_rowid`, `LAST_INSERT_ID`).
+            if op.kind == INSERT && !op.returning.is_empty() && dialect == Dialect::Postgres {
+                q.push(" RETURNING ").ident(&op.returning)?;
+            }
             if op.kind == UPSERT {
                 let keys: Vec<&str> = op.key_columns.iter().map(|c| c.as_str()).collect();
                 if keys.is_empty() {

@@ -6,7 +6,7 @@ use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use sqlx::pool::PoolConnection;
 use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use super::dialect::{Bind, SELECT, TABLE_INFO, VERSION, local_to_epoch};
+use super::dialect::{Bind, INSERT, SELECT, TABLE_INFO, VERSION, local_to_epoch};
 
 #[derive(Clone)]
 pub enum Pool {
@@ -39,23 +39,47 @@ macro_rules! bind_all {
     }};
 }
 
-/// Runs one statement on an executor (pool or connection) and collects its result.
+/// Runs one statement on an executor (pool or connection) and collects its result;
+/// `$insert_id` reads the new row id from the driver's result (SQLite, MySQL).
 macro_rules! run_on {
-    ($exec:expr, $sql:expr, $binds:expr, $kind:expr, $decode:path) => {{
+    ($exec:expr, $sql:expr, $binds:expr, $kind:expr, $decode:path, $insert_id:expr) => {{
+        let returning = $kind == INSERT && $sql.contains(" RETURNING ");
         let q = bind_all!(sqlx::query(sqlx::AssertSqlSafe($sql)), $binds);
-        if $kind == SELECT || $kind == VERSION || $kind == TABLE_INFO {
+        if $kind == SELECT || $kind == VERSION || $kind == TABLE_INFO || returning {
             let rows = q.fetch_all($exec).await?;
             let mut out = FfiDbResult::default();
             if let Some(first) = rows.first() {
                 out.columns = first.columns().iter().map(|c| RString::from(c.name())).collect();
             }
             out.rows = rows.iter().map($decode).collect::<Result<RVec<_>, sqlx::Error>>()?;
+            if returning {
+                out.affected = out.rows.len() as u64;
+                out.last_insert_id = match out.rows.first().and_then(|r| r.first()) {
+                    Some(FfiDbValue::Int(id)) => *id,
+                    _ => 0,
+                };
+                out.rows = RVec::new();
+                out.columns = RVec::new();
+            }
             Ok(out)
         } else {
             let done = q.execute($exec).await?;
-            Ok(FfiDbResult { affected: done.rows_affected(), ..Default::default() })
+            let last_insert_id: i64 = $insert_id(&done);
+            Ok(FfiDbResult { affected: done.rows_affected(), last_insert_id, ..Default::default() })
         }
     }};
+}
+
+fn sqlite_id(r: &sqlx::sqlite::SqliteQueryResult) -> i64 {
+    r.last_insert_rowid()
+}
+
+fn mysql_id(r: &sqlx::mysql::MySqlQueryResult) -> i64 {
+    i64::try_from(r.last_insert_id()).unwrap_or(0)
+}
+
+fn pg_id(_: &sqlx::postgres::PgQueryResult) -> i64 {
+    0
 }
 
 fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
@@ -141,9 +165,9 @@ impl Pool {
     pub async fn run(&self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
         let sql = sql.to_string();
         match self {
-            Pool::Sqlite(p) => run_on!(p, sql, binds, kind, sqlite_row),
-            Pool::Postgres(p) => run_on!(p, sql, binds, kind, pg_row),
-            Pool::Mysql(p) => run_on!(p, sql, binds, kind, mysql_row),
+            Pool::Sqlite(p) => run_on!(p, sql, binds, kind, sqlite_row, sqlite_id),
+            Pool::Postgres(p) => run_on!(p, sql, binds, kind, pg_row, pg_id),
+            Pool::Mysql(p) => run_on!(p, sql, binds, kind, mysql_row, mysql_id),
         }
     }
 
@@ -206,9 +230,9 @@ impl Conn {
     pub async fn run(&mut self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
         let sql = sql.to_string();
         match self {
-            Conn::Sqlite(c) => run_on!(&mut **c, sql, binds, kind, sqlite_row),
-            Conn::Postgres(c) => run_on!(&mut **c, sql, binds, kind, pg_row),
-            Conn::Mysql(c) => run_on!(&mut **c, sql, binds, kind, mysql_row),
+            Conn::Sqlite(c) => run_on!(&mut **c, sql, binds, kind, sqlite_row, sqlite_id),
+            Conn::Postgres(c) => run_on!(&mut **c, sql, binds, kind, pg_row, pg_id),
+            Conn::Mysql(c) => run_on!(&mut **c, sql, binds, kind, mysql_row, mysql_id),
         }
     }
 

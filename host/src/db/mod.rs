@@ -182,6 +182,9 @@ impl DbService {
 
     /// Runs `op` on pool `db`, or inside transaction `tx` when it is not 0.
     pub fn exec(&self, db: u32, tx: u64, op: &FfiDbOp) -> Result<FfiDbResult, String> {
+        if op.kind == dialect::ENSURE_TABLE {
+            return self.ensure_table(db, op.table.as_str());
+        }
         let mut result = self.exec_raw(db, tx, op)?;
         if op.kind == dialect::SELECT && !result.rows.is_empty() && self.pool(db)?.dialect() == Dialect::Sqlite {
             self.sqlite_datetimes_to_epoch(db, tx, op.table.as_str(), &mut result)?;
@@ -207,6 +210,29 @@ impl DbService {
         });
         self.txs.lock().unwrap_or_else(|e| e.into_inner()).insert(tx, conn);
         result
+    }
+
+    /// Creates `table` from the catalog when it has no version row (and the `version` table
+    /// first, when it is missing). Tables that have a version row are never touched.
+    fn ensure_table(&self, db: u32, table: &str) -> Result<FfiDbResult, String> {
+        let def = db_schema::table(table).ok_or_else(|| format!("table `{table}` is not in the schema catalog"))?;
+        let pool = self.pool(db)?;
+        let dialect = pool.dialect();
+        let version = |t: &str| self.exec_raw(db, 0, &FfiDbOp::new(dialect::VERSION, t));
+        if version("version").is_err() {
+            for stmt in db_schema::create_statements(&[&db_schema::VERSION], dialect) {
+                self.block_on(pool.execute_script(&stmt))?.map_err(|e| format!("creating table version: {e}"))?;
+            }
+        }
+        if !version(table)?.rows.is_empty() {
+            return Ok(FfiDbResult::default());
+        }
+        for stmt in db_schema::create_statements(&[def], dialect) {
+            self.block_on(pool.execute_script(&stmt))?
+                .map_err(|e| format!("creating table {table}: {e} (in: {stmt})"))?;
+        }
+        tracing::info!(table, "table created (it had no version row)");
+        Ok(FfiDbResult { last_insert_id: 1, ..Default::default() })
     }
 
     /// Turns the text of SQLite DATETIME columns into epoch seconds, as the other drivers do.
@@ -317,7 +343,7 @@ pub mod admin {
         };
         add(&db_schema::VERSION);
         if names.is_empty() {
-            for g in db_schema::all_groups() {
+            for g in db_schema::all_groups().iter().chain(db_schema::own_groups()) {
                 g.tables.iter().copied().for_each(&mut add);
             }
         }
@@ -329,6 +355,7 @@ pub mod admin {
             } else {
                 let known: Vec<&str> = db_schema::all_groups()
                     .iter()
+                    .chain(db_schema::own_groups())
                     .flat_map(|g| std::iter::once(g.name).chain(g.tables.iter().map(|t| t.name)))
                     .collect();
                 return Err(format!("unknown table or group `{n}` (known: {})", known.join(", ")));

@@ -23,8 +23,8 @@ mod tables;
 
 pub use render::{create_sql, create_statements};
 pub use tables::{
-    ACTIVE_WATCHERS, DIALOG, DIALOG_VARS, LOCATION, LOCATION_ATTRS, PRESENTITY, PUA, SUBSCRIBER, VERSION, WATCHERS,
-    XCAP,
+    ACTIVE_WATCHERS, DIALOG, DIALOG_VARS, LOCATION, LOCATION_ATTRS, PRESENTITY, PUA, PUA_BODY, SUBSCRIBER, VERSION,
+    WATCHERS, XCAP,
 };
 
 /// An SQL database flavour, as far as Kamailio's generated scripts differ between them.
@@ -188,20 +188,26 @@ pub struct Group {
     pub tables: &'static [&'static Table],
 }
 
-/// All groups, `standard` (the `version` table the others insert into) first.
+/// All of Kamailio's groups, `standard` (the `version` table the others insert into) first.
 pub fn all_groups() -> &'static [Group] {
     tables::GROUPS
+}
+
+/// puahost's own groups (`puahost`: `pua_body`), created like Kamailio's but not part of its
+/// scripts.
+pub fn own_groups() -> &'static [Group] {
+    tables::OWN_GROUPS
 }
 
 /// The tables of group `name` (`"standard"`, `"presence"`, `"usrloc"`, `"dialog"`,
 /// `"auth_db"`), in creation order.
 pub fn group(name: &str) -> Option<&'static [&'static Table]> {
-    all_groups().iter().find(|g| g.name == name).map(|g| g.tables)
+    all_groups().iter().chain(own_groups()).find(|g| g.name == name).map(|g| g.tables)
 }
 
 /// The table named `name`, in whichever group it is.
 pub fn table(name: &str) -> Option<&'static Table> {
-    all_groups().iter().flat_map(|g| g.tables).find(|t| t.name == name).copied()
+    all_groups().iter().chain(own_groups()).flat_map(|g| g.tables).find(|t| t.name == name).copied()
 }
 
 #[cfg(test)]

@@ -333,3 +333,17 @@ pub(crate) static GROUPS: &[Group] = &[
     Group { name: "dialog", tables: &[&DIALOG, &DIALOG_VARS] },
     Group { name: "auth_db", tables: &[&SUBSCRIBER] },
 ];
+
+/// `pua_body` v1 (puahost's own): the body and content type of each publication in `pua`,
+/// which Kamailio's table has no column for. A 412 must be answered with the full body, even
+/// after a restart, so the body is kept beside the row (`pua_id` = `pua.id`), leaving
+/// Kamailio's table unchanged.
+pub static PUA_BODY: Table = Table {
+    name: "pua_body",
+    version: 1,
+    columns: &[ID, Column::new("pua_id", INT), Column::new("body", TEXT), Column::new("content_type", varchar(255))],
+    indexes: &[unique("pua_id_idx", &["pua_id"])],
+};
+
+/// puahost's own tables, which Kamailio's scripts do not have.
+pub(crate) static OWN_GROUPS: &[Group] = &[Group { name: "puahost", tables: &[&PUA_BODY] }];

@@ -37,7 +37,8 @@ pub struct FfiDbCond {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiDbOp {
-    /// 0 select, 1 insert, 2 update, 3 delete, 4 upsert, 5 table version.
+    /// 0 select, 1 insert, 2 update, 3 delete, 4 upsert, 5 table version, 6 create the table
+    /// (from the host's schema catalog) when it has no version row.
     pub kind: u8,
     /// Table name (for kind 5, the table whose `version` row is read).
     pub table: RString,
@@ -53,6 +54,8 @@ pub struct FfiDbOp {
     pub order_by: RString,
     /// select: LIMIT (0 = none).
     pub limit: u64,
+    /// insert: the auto-increment column whose new value to return (empty: none).
+    pub returning: RString,
 }
 
 impl FfiDbOp {
@@ -67,6 +70,7 @@ impl FfiDbOp {
             key_columns: RVec::new(),
             order_by: RString::new(),
             limit: 0,
+            returning: RString::new(),
         }
     }
 }
@@ -77,6 +81,8 @@ impl FfiDbOp {
 pub struct FfiDbResult {
     /// Rows inserted, updated or deleted.
     pub affected: u64,
+    /// insert with `returning`: the new row's id; kind 6: 1 when the table was created.
+    pub last_insert_id: i64,
     /// The column names of the rows.
     pub columns: RVec<RString>,
     /// The rows (select; the version for kind 5 as one row of one Int, or no row).

@@ -125,12 +125,27 @@ impl TestMod {
             let loc = loc.row(0).ok_or_else(|| Error::new("location row not found"))?;
             let w =
                 db.select("watchers").columns(&["status"]).filter(Cond::eq("watcher_username", user.as_str())).run()?;
+            // puahost's own table, created on demand, and an insert that returns the new id.
+            let created = db.ensure_table("pua_body")?;
+            db.delete("pua_body", &[Cond::eq("pua_id", status)])?;
+            let body_id = db.insert_returning_id(
+                "pua_body",
+                "id",
+                &[
+                    ("pua_id", status.into()),
+                    ("body", "<presence/>".into()),
+                    ("content_type", "application/pidf+xml".into()),
+                ],
+            )?;
+            let body_row = db.select("pua_body").filter(Cond::eq("id", body_id)).run()?;
             Ok(serde_json::json!({
                 "contact": loc.str("contact"),
                 "expires": loc.get("expires").and_then(DbValue::as_int),
                 "watchers": w.len(),
                 "status": w.row(0).map(|r| r.int("status")),
                 "location_version": db.table_version("location")?,
+                "pua_body_created": created,
+                "body_id_found": body_row.row(0).map(|r| r.int("pua_id")),
             }))
         };
         run().map_err(|e| RpcFault::new(500, e.to_string()))
