@@ -277,6 +277,8 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+pub mod kamailio;
+
 /// A raw SIP client for the tests: sends text over UDP or TCP, reads replies.
 pub mod sip {
     use std::io::{Read, Write};
