@@ -214,7 +214,7 @@ impl<'a> RequestContext<'a> {
 
 /// A request for [`Host::send_request`]. Fields left empty are filled by the host (From tag,
 /// Call-ID, CSeq 1).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     /// Method.
     pub method: String,

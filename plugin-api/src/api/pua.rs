@@ -40,6 +40,22 @@ pub mod event {
     pub const XCAPDIFF: i32 = 128;
     /// `as-feature-event`
     pub const DFKS: i32 = 256;
+
+    /// Kamailio's `get_event_flag`: the flag of an event name, by exact match (`xcap-diff` is
+    /// not mapped, as in Kamailio).
+    pub fn flag_by_name(name: &str) -> Option<i32> {
+        Some(match name {
+            "reg" => REGINFO,
+            "dialog" => DIALOG,
+            "presence" => PRESENCE,
+            "dialog;sla" => BLA,
+            "conference" => CONFERENCE,
+            "presence.winfo" => PWINFO,
+            "message-summary" => MSGSUM,
+            "as-feature-event" => DFKS,
+            _ => return None,
+        })
+    }
 }
 
 /// Source flags: which module a record belongs to (`pua.flag` column).

@@ -1,0 +1,318 @@
+//! Where records live, and how they are found (Kamailio's `hash.c` rules).
+//!
+//! [`Records`] is what the engine needs; [`MemoryStore`] implements it in memory (db_mode 0,
+//! written back by the module), `storage::DbStore` in the database (db_mode 2).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::record::{Kind, Record};
+
+/// A lookup of a publication (`send_publish`'s search).
+#[derive(Debug, Clone)]
+pub struct PubQuery<'a> {
+    pub pres_uri: &'a str,
+    /// Source flag (the record's must share a bit).
+    pub flag: i32,
+    /// Event flag (same).
+    pub event: i32,
+    /// Empty: any id.
+    pub id: &'a str,
+    pub etag: Option<&'a str>,
+}
+
+/// A lookup of a subscription (`send_subscribe`'s search).
+#[derive(Debug, Clone)]
+pub struct SubQuery<'a> {
+    pub pres_uri: &'a str,
+    pub watcher_uri: &'a str,
+    pub flag: i32,
+    pub event: i32,
+    pub id: &'a str,
+    /// The caller's remote target (compared with the stored remote contact when
+    /// check_remote_contact is on and the caller gives one).
+    pub remote_target: Option<&'a str>,
+    pub check_remote_contact: bool,
+}
+
+impl PubQuery<'_> {
+    /// Kamailio's publication match: flag ∧, event ∧, same presentity, same id unless the query
+    /// has none, same ETag when the query has one.
+    pub fn matches(&self, r: &Record) -> bool {
+        let Kind::Publish(p) = &r.kind else { return false };
+        r.flag & self.flag != 0
+            && r.event & self.event != 0
+            && r.pres_uri == self.pres_uri
+            && (self.id.is_empty() || r.id == self.id)
+            && self.etag.is_none_or(|e| p.etag == e)
+    }
+}
+
+impl SubQuery<'_> {
+    /// Kamailio's subscription match, with the remote-contact test. Kamailio's quirk (a caller
+    /// that gives no remote target never finds its dialog when check_remote_contact is on, so
+    /// every refresh opened a new subscription and an unsubscribe did nothing) is fixed: with no
+    /// remote target given, the dialog matches.
+    pub fn matches(&self, r: &Record) -> bool {
+        let Kind::Subscribe(s) = &r.kind else { return false };
+        r.flag & self.flag != 0
+            && r.event & self.event != 0
+            && r.pres_uri == self.pres_uri
+            && (self.id.is_empty() || r.id == self.id)
+            && s.watcher_uri == self.watcher_uri
+            && (!self.check_remote_contact || self.remote_target.is_none_or(|t| s.remote_contact == t))
+    }
+}
+
+/// Storage as the engine sees it. Lookups return copies; changes are written back with
+/// `update`.
+pub trait Records: Send {
+    /// The record with this key.
+    fn get(&mut self, key: u64) -> Option<Record>;
+    /// The newest matching publication.
+    fn find_publication(&mut self, q: &PubQuery<'_>) -> Option<Record>;
+    /// The newest matching subscription.
+    fn find_subscription(&mut self, q: &SubQuery<'_>) -> Option<Record>;
+    /// The subscription with this Call-ID and local tag (established or temporary).
+    fn find_dialog(&mut self, call_id: &str, from_tag: &str) -> Option<Record>;
+    /// Stores a new record; returns its key.
+    fn insert(&mut self, r: Record) -> u64;
+    /// Writes back a changed record.
+    fn update(&mut self, r: &Record);
+    /// Removes a record.
+    fn remove(&mut self, key: u64);
+    /// Records whose `expires` is before `before` (refresh and cleanup candidates).
+    fn due(&mut self, before: i64) -> Vec<Record>;
+    /// Every record (for `pua.list`).
+    fn all(&mut self) -> Vec<Record>;
+    /// Number of records (publications, subscriptions).
+    fn counts(&mut self) -> (usize, usize);
+}
+
+/// Records in memory, with the changes since the last write-back.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: HashMap<u64, Record>,
+    /// pres_uri → keys, oldest first (searches go newest first: Kamailio inserts at the head).
+    by_uri: HashMap<String, Vec<u64>>,
+    /// (Call-ID, local tag) → key.
+    by_dialog: HashMap<(String, String), u64>,
+    next_key: u64,
+    /// Keys changed since the last write-back.
+    dirty: HashSet<u64>,
+    /// Row ids of removed records still in the database.
+    deleted_rows: Vec<i64>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self { next_key: 1, ..Default::default() }
+    }
+
+    fn index(&mut self, r: &Record) {
+        self.by_uri.entry(r.pres_uri.clone()).or_default().push(r.key);
+        if let Kind::Subscribe(s) = &r.kind {
+            self.by_dialog.insert((s.call_id.clone(), s.from_tag.clone()), r.key);
+        }
+    }
+
+    fn unindex(&mut self, r: &Record) {
+        if let Some(keys) = self.by_uri.get_mut(&r.pres_uri) {
+            keys.retain(|k| *k != r.key);
+            if keys.is_empty() {
+                self.by_uri.remove(&r.pres_uri);
+            }
+        }
+        if let Kind::Subscribe(s) = &r.kind {
+            let k = (s.call_id.clone(), s.from_tag.clone());
+            if self.by_dialog.get(&k) == Some(&r.key) {
+                self.by_dialog.remove(&k);
+            }
+        }
+    }
+
+    fn newest(&self, pres_uri: &str, pred: impl Fn(&Record) -> bool) -> Option<Record> {
+        self.by_uri.get(pres_uri)?.iter().rev().filter_map(|k| self.records.get(k)).find(|r| pred(r)).cloned()
+    }
+
+    /// Loads a record read from the database at start (already written: not dirty).
+    pub fn load(&mut self, mut r: Record) -> u64 {
+        r.key = self.next_key;
+        self.next_key += 1;
+        self.index(&r);
+        let key = r.key;
+        self.records.insert(key, r);
+        key
+    }
+
+    /// The changes since the last call: records to insert or update, and row ids to delete.
+    pub fn take_changes(&mut self) -> (Vec<Record>, Vec<i64>) {
+        let keys: Vec<u64> = self.dirty.drain().collect();
+        let changed = keys.iter().filter_map(|k| self.records.get(k).cloned()).collect();
+        (changed, std::mem::take(&mut self.deleted_rows))
+    }
+
+    /// Records that the database row of `key` is `db_id` (after its insert). When the record
+    /// went away meanwhile, the new row is queued for deletion.
+    pub fn set_db_id(&mut self, key: u64, db_id: i64) {
+        match self.records.get_mut(&key) {
+            Some(r) => r.db_id = Some(db_id),
+            None => self.deleted_rows.push(db_id),
+        }
+    }
+
+    /// Puts changes that could not be written back into the next write-back.
+    pub fn requeue(&mut self, keys: impl IntoIterator<Item = u64>, deleted: impl IntoIterator<Item = i64>) {
+        self.dirty.extend(keys.into_iter().filter(|k| self.records.contains_key(k)));
+        self.deleted_rows.extend(deleted);
+    }
+}
+
+impl Records for MemoryStore {
+    fn get(&mut self, key: u64) -> Option<Record> {
+        self.records.get(&key).cloned()
+    }
+
+    fn find_publication(&mut self, q: &PubQuery<'_>) -> Option<Record> {
+        self.newest(q.pres_uri, |r| q.matches(r))
+    }
+
+    fn find_subscription(&mut self, q: &SubQuery<'_>) -> Option<Record> {
+        self.newest(q.pres_uri, |r| q.matches(r))
+    }
+
+    fn find_dialog(&mut self, call_id: &str, from_tag: &str) -> Option<Record> {
+        let key = self.by_dialog.get(&(call_id.to_string(), from_tag.to_string()))?;
+        self.records.get(key).cloned()
+    }
+
+    fn insert(&mut self, mut r: Record) -> u64 {
+        r.key = self.next_key;
+        self.next_key += 1;
+        self.index(&r);
+        let key = r.key;
+        self.records.insert(key, r);
+        self.dirty.insert(key);
+        key
+    }
+
+    fn update(&mut self, r: &Record) {
+        let Some(old) = self.records.get(&r.key) else { return };
+        let reindex = match (&old.kind, &r.kind) {
+            (Kind::Subscribe(a), Kind::Subscribe(b)) => a.call_id != b.call_id || a.from_tag != b.from_tag,
+            _ => false,
+        } || old.pres_uri != r.pres_uri;
+        if reindex {
+            let old = old.clone();
+            self.unindex(&old);
+            self.index(r);
+        }
+        self.records.insert(r.key, r.clone());
+        self.dirty.insert(r.key);
+    }
+
+    fn remove(&mut self, key: u64) {
+        if let Some(r) = self.records.remove(&key) {
+            self.unindex(&r);
+            self.dirty.remove(&key);
+            if let Some(id) = r.db_id {
+                self.deleted_rows.push(id);
+            }
+        }
+    }
+
+    fn due(&mut self, before: i64) -> Vec<Record> {
+        self.records.values().filter(|r| r.expires < before).cloned().collect()
+    }
+
+    fn all(&mut self) -> Vec<Record> {
+        let mut v: Vec<Record> = self.records.values().cloned().collect();
+        v.sort_by_key(|r| r.key);
+        v
+    }
+
+    fn counts(&mut self) -> (usize, usize) {
+        let p = self.records.values().filter(|r| matches!(r.kind, Kind::Publish(_))).count();
+        (p, self.records.len() - p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Subscription;
+
+    fn publ(uri: &str, id: &str, etag: &str, flag: i32, event: i32) -> Record {
+        let mut r = Record::publication(id, uri, event, flag);
+        r.publ_mut().unwrap().etag = etag.into();
+        r
+    }
+
+    #[test]
+    fn publication_search_is_kamailios() {
+        let mut s = MemoryStore::new();
+        let a = s.insert(publ("sip:a@x", "UL_PUBLISH.1", "e1", 1, 1));
+        let b = s.insert(publ("sip:a@x", "UL_PUBLISH.1", "e2", 1, 1));
+        let q = |id: &'static str, etag: Option<&'static str>, flag| PubQuery {
+            pres_uri: "sip:a@x",
+            flag,
+            event: 1,
+            id,
+            etag,
+        };
+        assert_eq!(s.find_publication(&q("UL_PUBLISH.1", None, 1)).unwrap().key, b, "the newest wins");
+        assert_eq!(s.find_publication(&q("", Some("e1"), 1)).unwrap().key, a);
+        assert_eq!(s.find_publication(&q("", None, 1)).unwrap().key, b, "an empty id matches any id");
+        assert!(s.find_publication(&q("UL_PUBLISH.1", None, 2)).is_none(), "the source flag must share a bit");
+        assert!(s.find_publication(&q("other", None, 1)).is_none());
+        s.remove(b);
+        assert_eq!(s.find_publication(&q("UL_PUBLISH.1", None, 1)).unwrap().key, a);
+    }
+
+    #[test]
+    fn subscription_search_and_dialogs() {
+        let mut s = MemoryStore::new();
+        let sub = Subscription {
+            watcher_uri: "sip:w@x".into(),
+            call_id: "c1".into(),
+            from_tag: "f1".into(),
+            remote_contact: "sip:p@1.2.3.4".into(),
+            ..Default::default()
+        };
+        let k = s.insert(Record::subscription("", "sip:p@x", 1, 256, sub));
+        let mut q = SubQuery {
+            pres_uri: "sip:p@x",
+            watcher_uri: "sip:w@x",
+            flag: 256,
+            event: 1,
+            id: "",
+            remote_target: None,
+            check_remote_contact: true,
+        };
+        assert_eq!(s.find_subscription(&q).unwrap().key, k, "no remote target given: the dialog matches");
+        q.remote_target = Some("sip:other@1.2.3.4");
+        assert!(s.find_subscription(&q).is_none());
+        q.check_remote_contact = false;
+        assert!(s.find_subscription(&q).is_some());
+        assert_eq!(s.find_dialog("c1", "f1").unwrap().key, k);
+        let mut r = s.get(k).unwrap();
+        r.subs_mut().unwrap().to_tag = "t1".into();
+        s.update(&r);
+        assert!(!s.get(k).unwrap().is_temporary());
+        s.remove(k);
+        assert!(s.find_dialog("c1", "f1").is_none());
+    }
+
+    #[test]
+    fn tracks_changes_for_write_back() {
+        let mut s = MemoryStore::new();
+        let k = s.insert(publ("sip:a@x", "i", "e", 1, 1));
+        let (changed, deleted) = s.take_changes();
+        assert_eq!((changed.len(), deleted.len()), (1, 0));
+        s.set_db_id(k, 77);
+        assert!(s.take_changes().0.is_empty());
+        s.remove(k);
+        assert_eq!(s.take_changes().1, vec![77]);
+        s.set_db_id(12345, 78);
+        assert_eq!(s.take_changes().1, vec![78], "a row written for a record removed meanwhile is deleted");
+    }
+}
