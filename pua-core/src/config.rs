@@ -107,7 +107,7 @@ impl Config {
     }
 
     /// The Expires header of a PUBLISH for a requested `expires` (< 0: default): the request
-    /// + 1 (Kamailio's `publ_build_hdr`). A removal (0) is sent as 0: Kamailio sends
+    /// plus 1 (Kamailio's `publ_build_hdr`). A removal (0) is sent as 0: Kamailio sends
     /// min_expires there, which leaves the state on the server when min_expires is set.
     pub fn publish_expires(&self, expires: i64) -> i64 {
         if expires == 0 {

@@ -166,17 +166,17 @@ impl<R: Records> Engine<R> {
             None if info.etag.is_some() => return Err(ERR_WRONG_ETAG),
             None => self.new_pubs.get(&(info.pres_uri.clone(), info.id.clone(), info.event, info.source_flag)).copied(),
         };
-        if let Some(key) = key {
-            if let Some(flight) = self.flights.get_mut(&key) {
-                // Collapse: the latest state replaces what was queued; its callers come along.
-                let mut all = match flight.queued_publish.take() {
-                    Some((_, earlier)) => earlier,
-                    None => Vec::new(),
-                };
-                all.extend(waiters);
-                flight.queued_publish = Some((info, all));
-                return Ok(Vec::new());
-            }
+        if let Some(key) = key
+            && let Some(flight) = self.flights.get_mut(&key)
+        {
+            // Collapse: the latest state replaces what was queued; its callers come along.
+            let mut all = match flight.queued_publish.take() {
+                Some((_, earlier)) => earlier,
+                None => Vec::new(),
+            };
+            all.extend(waiters);
+            flight.queued_publish = Some((info, all));
+            return Ok(Vec::new());
         }
         match found {
             None => {
@@ -342,36 +342,29 @@ impl<R: Records> Engine<R> {
             }
         }
         // 423: retry once with the server's Min-Expires.
-        if code == 423 && !reply.local && !flight.retried_423 {
-            if let (Some(min), Some(mut r)) = (reply.min_expires.filter(|m| *m > 0), record.clone()) {
-                let waiters = std::mem::take(&mut flight.waiters);
-                let ct = content_type.clone();
-                // Min-Expires is the Expires to send: publish_expires adds 1, so ask for min-1.
-                if let Ok(Effect::Send { key: k, request }) = self.publish_request(
-                    &mut r,
-                    etag.clone(),
-                    body.as_deref(),
-                    &ct,
-                    (min - 1).max(1),
-                    now,
-                    waiters,
-                    is_new,
-                ) {
-                    let f = self.flights.get_mut(&k).expect("publish_request registered the flight");
-                    f.retried_423 = true;
-                    f.retried_412 = flight.retried_412;
-                    f.queued_publish = flight.queued_publish.take();
-                    if let Sent::Publish { desired: d, .. } = &mut f.sent {
-                        *d = *desired;
-                    }
-                    return vec![Effect::Send { key: k, request }];
+        if code == 423
+            && !reply.local
+            && !flight.retried_423
+            && let (Some(min), Some(mut r)) = (reply.min_expires.filter(|m| *m > 0), record.clone())
+        {
+            let waiters = std::mem::take(&mut flight.waiters);
+            let ct = content_type.clone();
+            // Min-Expires is the Expires to send: publish_expires adds 1, so ask for min-1.
+            if let Ok(Effect::Send { key: k, request }) =
+                self.publish_request(&mut r, etag.clone(), body.as_deref(), &ct, (min - 1).max(1), now, waiters, is_new)
+            {
+                let f = self.flights.get_mut(&k).expect("publish_request registered the flight");
+                f.retried_423 = true;
+                f.retried_412 = flight.retried_412;
+                f.queued_publish = flight.queued_publish.take();
+                if let Sent::Publish { desired: d, .. } = &mut f.sent {
+                    *d = *desired;
                 }
+                return vec![Effect::Send { key: k, request }];
             }
         }
-        if is_new {
-            if let Some(r) = &record {
-                self.new_pubs.remove(&(r.pres_uri.clone(), r.id.clone(), r.event, r.flag));
-            }
+        if is_new && let Some(r) = &record {
+            self.new_pubs.remove(&(r.pres_uri.clone(), r.id.clone(), r.event, r.flag));
         }
         match code {
             _ if reply.local => {
@@ -633,10 +626,10 @@ impl<R: Records> Engine<R> {
                 }
             }
         }
-        if let Some((info, waiters)) = flight.queued_subscribe.take() {
-            if let Ok(more) = self.start_subscribe(info, waiters, now) {
-                effects.extend(more);
-            }
+        if let Some((info, waiters)) = flight.queued_subscribe.take()
+            && let Ok(more) = self.start_subscribe(info, waiters, now)
+        {
+            effects.extend(more);
         }
         effects
     }

@@ -86,6 +86,19 @@ pub trait Records: Send {
     fn all(&mut self) -> Vec<Record>;
     /// Number of records (publications, subscriptions).
     fn counts(&mut self) -> (usize, usize);
+
+    /// Starts an atomic operation (db_mode 2: a transaction, with a table lock when asked).
+    fn begin(&mut self) {}
+    /// Ends it.
+    fn commit(&mut self) {}
+    /// The changes to write back (db_mode 0); None for stores that write as they go.
+    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
+        None
+    }
+    /// Records the row id a written-back record got.
+    fn set_db_id(&mut self, _key: u64, _db_id: i64) {}
+    /// Puts changes that could not be written back into the next write-back.
+    fn requeue(&mut self, _keys: Vec<u64>, _deleted: Vec<i64>) {}
 }
 
 /// Records in memory, with the changes since the last write-back.
@@ -142,28 +155,6 @@ impl MemoryStore {
         let key = r.key;
         self.records.insert(key, r);
         key
-    }
-
-    /// The changes since the last call: records to insert or update, and row ids to delete.
-    pub fn take_changes(&mut self) -> (Vec<Record>, Vec<i64>) {
-        let keys: Vec<u64> = self.dirty.drain().collect();
-        let changed = keys.iter().filter_map(|k| self.records.get(k).cloned()).collect();
-        (changed, std::mem::take(&mut self.deleted_rows))
-    }
-
-    /// Records that the database row of `key` is `db_id` (after its insert). When the record
-    /// went away meanwhile, the new row is queued for deletion.
-    pub fn set_db_id(&mut self, key: u64, db_id: i64) {
-        match self.records.get_mut(&key) {
-            Some(r) => r.db_id = Some(db_id),
-            None => self.deleted_rows.push(db_id),
-        }
-    }
-
-    /// Puts changes that could not be written back into the next write-back.
-    pub fn requeue(&mut self, keys: impl IntoIterator<Item = u64>, deleted: impl IntoIterator<Item = i64>) {
-        self.dirty.extend(keys.into_iter().filter(|k| self.records.contains_key(k)));
-        self.deleted_rows.extend(deleted);
     }
 }
 
@@ -233,6 +224,74 @@ impl Records for MemoryStore {
     fn counts(&mut self) -> (usize, usize) {
         let p = self.records.values().filter(|r| matches!(r.kind, Kind::Publish(_))).count();
         (p, self.records.len() - p)
+    }
+
+    /// The changes since the last call: records to insert or update, and row ids to delete.
+    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
+        let keys: Vec<u64> = self.dirty.drain().collect();
+        let changed = keys.iter().filter_map(|k| self.records.get(k).cloned()).collect();
+        Some((changed, std::mem::take(&mut self.deleted_rows)))
+    }
+
+    /// When the record went away while its row was being written, the row is deleted next.
+    fn set_db_id(&mut self, key: u64, db_id: i64) {
+        match self.records.get_mut(&key) {
+            Some(r) => r.db_id = Some(db_id),
+            None => self.deleted_rows.push(db_id),
+        }
+    }
+
+    fn requeue(&mut self, keys: Vec<u64>, deleted: Vec<i64>) {
+        self.dirty.extend(keys.into_iter().filter(|k| self.records.contains_key(k)));
+        self.deleted_rows.extend(deleted);
+    }
+}
+
+impl Records for Box<dyn Records> {
+    fn get(&mut self, key: u64) -> Option<Record> {
+        (**self).get(key)
+    }
+    fn find_publication(&mut self, q: &PubQuery<'_>) -> Option<Record> {
+        (**self).find_publication(q)
+    }
+    fn find_subscription(&mut self, q: &SubQuery<'_>) -> Option<Record> {
+        (**self).find_subscription(q)
+    }
+    fn find_dialog(&mut self, call_id: &str, from_tag: &str) -> Option<Record> {
+        (**self).find_dialog(call_id, from_tag)
+    }
+    fn insert(&mut self, r: Record) -> u64 {
+        (**self).insert(r)
+    }
+    fn update(&mut self, r: &Record) {
+        (**self).update(r)
+    }
+    fn remove(&mut self, key: u64) {
+        (**self).remove(key)
+    }
+    fn due(&mut self, before: i64) -> Vec<Record> {
+        (**self).due(before)
+    }
+    fn all(&mut self) -> Vec<Record> {
+        (**self).all()
+    }
+    fn counts(&mut self) -> (usize, usize) {
+        (**self).counts()
+    }
+    fn begin(&mut self) {
+        (**self).begin()
+    }
+    fn commit(&mut self) {
+        (**self).commit()
+    }
+    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
+        (**self).take_changes()
+    }
+    fn set_db_id(&mut self, key: u64, db_id: i64) {
+        (**self).set_db_id(key, db_id)
+    }
+    fn requeue(&mut self, keys: Vec<u64>, deleted: Vec<i64>) {
+        (**self).requeue(keys, deleted)
     }
 }
 
@@ -306,13 +365,13 @@ mod tests {
     fn tracks_changes_for_write_back() {
         let mut s = MemoryStore::new();
         let k = s.insert(publ("sip:a@x", "i", "e", 1, 1));
-        let (changed, deleted) = s.take_changes();
+        let (changed, deleted) = s.take_changes().unwrap();
         assert_eq!((changed.len(), deleted.len()), (1, 0));
         s.set_db_id(k, 77);
-        assert!(s.take_changes().0.is_empty());
+        assert!(s.take_changes().unwrap().0.is_empty());
         s.remove(k);
-        assert_eq!(s.take_changes().1, vec![77]);
+        assert_eq!(s.take_changes().unwrap().1, vec![77]);
         s.set_db_id(12345, 78);
-        assert_eq!(s.take_changes().1, vec![78], "a row written for a record removed meanwhile is deleted");
+        assert_eq!(s.take_changes().unwrap().1, vec![78], "a row written for a record removed meanwhile is deleted");
     }
 }
