@@ -1,10 +1,15 @@
+//! The presence servers the `pua` tests talk to.
+//!
 //! Kamailio's own presence server (Debian's kamailio 5.6 with `presence` + `presence_xml` on
-//! SQLite) as a real peer for the `pua` tests: [`Kamailio::start_presence`] renders
+//! SQLite) as a real peer: [`Kamailio::start_presence`] renders
 //! `tests/kamailio/presence.cfg` into a temp dir, creates a fresh SQLite database from Debian's
 //! SQL scripts (`standard`, `presence`), runs `kamailio -DD -E` (foreground, log to stderr) as
 //! our child in its own process group on a free 127.0.0.1 port (UDP and TCP), waits until it
 //! answers an OPTIONS, and stops it by PID on drop. The tables are read with python3's sqlite3
 //! module (no sqlite3 CLI on the test machines).
+//!
+//! [`SippServer`] runs one of the `tests/sipp/pua_*.xml` scenarios, which play a presence server
+//! that checks what pua sends (each file documents its `-key`s, `-m` and expectations).
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -399,4 +404,138 @@ pub fn body(msg: &str) -> &str {
 /// The `tag` parameter of a From/To header value.
 pub fn tag(header_value: &str) -> Option<String> {
     header_value.split(';').skip(1).find_map(|p| p.trim().strip_prefix("tag=").map(str::to_string))
+}
+
+/// A SIPp scenario from `tests/sipp/` playing the server side (UAS) on 127.0.0.1:<free port>,
+/// UDP, in its own temp dir: `sipp -sf FILE -i 127.0.0.1 -p PORT -m CALLS -key K V … -nostdin
+/// -timeout T -timeout_error -trace_err -trace_msg -trace_logs`. [`SippServer::wait`] gives its
+/// verdict (exit code 0, or the errors and the messages it saw). Killed on drop if still running.
+pub struct SippServer {
+    pub dir: TempDir,
+    pub port: u16,
+    pub scenario: PathBuf,
+    timeout: Duration,
+    child: Option<Child>,
+}
+
+impl SippServer {
+    /// Starts `tests/sipp/<name>.xml` for `calls` calls (`-m`) with `keys` (`-key k v`); sipp
+    /// gives up after `timeout` (`-timeout`, counted as a failure). Returns once it listens.
+    pub fn start(name: &str, calls: u32, keys: &[(&str, &str)], timeout: Duration) -> SippServer {
+        let scenario = root().join(format!("tests/sipp/{name}.xml"));
+        assert!(scenario.is_file(), "{} is missing", scenario.display());
+        let dir = TempDir::new(&format!("sipp-{name}"));
+        let port = free_port();
+        let out = std::fs::File::create(dir.join("sipp.out")).expect("sipp.out");
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf").arg(&scenario);
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", &calls.to_string(), "-nostdin"]);
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        cmd.args(["-timeout", &format!("{}s", timeout.as_secs().max(1)), "-timeout_error"])
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.join("errors.log"))
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.join("messages.log"))
+            .args(["-trace_logs", "-log_file"])
+            .arg(dir.join("actions.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("sipp.out"))
+            .stderr(out);
+        let child =
+            cmd.spawn().unwrap_or_else(|e| panic!("sipp is missing ({e}): {INSTALL_HINT} (Debian package sip-tester)"));
+        let mut s = SippServer { dir, port, scenario, timeout, child: Some(child) };
+        // Ready when the UDP port is taken (or sipp already exited, e.g. on a scenario error).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("sipp exited at once ({status}):\n{}", s.report());
+            }
+            assert!(Instant::now() < deadline, "sipp does not listen on {port} after 10 s:\n{}", s.report());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        s
+    }
+
+    /// The scenario's address (UDP).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `sip:127.0.0.1:<port>` (for an outbound proxy).
+    pub fn uri(&self) -> String {
+        format!("sip:127.0.0.1:{}", self.port)
+    }
+
+    /// Every message sipp sent and received so far (`-trace_msg`).
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.join("messages.log")).unwrap_or_default()
+    }
+
+    /// sipp's error log (failed checks are logged as `FAIL: <what>: got '…', expected '…'`).
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default()
+    }
+
+    /// Errors, actions log, screen output and messages, for a failure message.
+    pub fn report(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!(
+            "--- sipp {} errors ---\n{}\n--- actions ---\n{}\n--- screen (tail) ---\n{}\n--- messages ---\n{}",
+            self.scenario.display(),
+            self.errors(),
+            read("actions.log"),
+            read("sipp.out")
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            self.messages()
+        )
+    }
+
+    /// Waits for sipp to end (at most its `-timeout` + 10 s): `Ok` when it exited 0 (every call
+    /// passed every check), otherwise `Err` with the exit status and [`SippServer::report`].
+    pub fn wait(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else { return Err("sipp was already waited for".into()) };
+        let deadline = Instant::now() + self.timeout + Duration::from_secs(10);
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        match status {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => Err(format!("sipp failed ({s}):\n{}", self.report())),
+            None => Err(format!("sipp did not end in time; killed:\n{}", self.report())),
+        }
+    }
+
+    /// [`SippServer::wait`], panicking with the report on failure.
+    pub fn passed(&mut self) {
+        if let Err(e) = self.wait() {
+            panic!("{e}");
+        }
+    }
+}
+
+impl Drop for SippServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -1,11 +1,14 @@
-//! The real peers the `pua` tests talk to: Kamailio's own presence server (started from
-//! `tests/kamailio/presence.cfg` by `e2e::kamailio::Kamailio`) answers PUBLISH and SUBSCRIBE
-//! as the reference describes. These tests check the harness itself with a raw SIP client, so
-//! a pua test that fails against Kamailio fails because of pua, not because of the peer.
+//! The real peers the `pua` tests talk to, checked with a raw SIP client, so that a pua test
+//! that fails against them fails because of pua, not because of the peer:
+//! * Kamailio's own presence server (`e2e::kamailio::Kamailio`, `tests/kamailio/presence.cfg`)
+//!   answers PUBLISH and SUBSCRIBE as the reference describes;
+//! * the SIPp presence-server scenarios `tests/sipp/pua_*.xml` (`e2e::kamailio::SippServer`)
+//!   accept the wire Kamailio's pua produces (kamailio-behaviour.md §2.5, §12), replayed here
+//!   by hand, and fail (exit code ≠ 0, with a `FAIL: …` line) when it is wrong.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::kamailio::{self, Kamailio};
+use e2e::kamailio::{self, Kamailio, SippServer};
 use e2e::sip::{self, Client};
 
 const PIDF_OPEN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@sip.test\">\n  <tuple id=\"t1\"><status><basic>open</basic></status></tuple>\n</presence>\n";
@@ -227,4 +230,313 @@ fn with_header(msg: &str, name: &str, value: &str) -> String {
         })
         .collect();
     format!("{}\r\n\r\n{body}", lines.join("\r\n"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SIPp scenarios for pua, fed the wire Kamailio's pua sends.
+
+/// A unique token for Call-IDs, tags and branches.
+fn unique() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}x{n}x{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos())
+}
+
+/// A PUBLISH as Kamailio's pua builds it (§2.5.1): a new transaction with a fresh Call-ID and
+/// From-tag, R-URI = To = From = `uri`, then Max-Forwards, Event, Expires, [SIP-If-Match],
+/// [Content-Type] (only with a body), no Contact. `extra` lines go before Content-Length.
+fn pua_publish(c: &Client, uri: &str, expires: u32, etag: Option<&str>, body: Option<&str>, extra: &str) -> String {
+    let n = unique();
+    let local = c.local();
+    let mut m = format!(
+        "PUBLISH {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n};rport\r\nTo: <{uri}>\r\nFrom: <{uri}>;tag={n}\r\nCSeq: 10 PUBLISH\r\nCall-ID: {n}@127.0.0.1\r\nMax-Forwards: 70\r\nEvent: presence\r\nExpires: {expires}\r\n"
+    );
+    if let Some(e) = etag {
+        m.push_str(&format!("SIP-If-Match: {e}\r\n"));
+    }
+    if body.is_some() {
+        m.push_str("Content-Type: application/pidf+xml\r\n");
+    }
+    m.push_str(extra);
+    let body = body.unwrap_or("");
+    m.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    m
+}
+
+/// Sends `msg` and returns the final reply, or None after 3 s (a failed check gets none).
+fn ask(c: &mut Client, msg: &str) -> Option<String> {
+    c.send(msg.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = c.recv(deadline.saturating_duration_since(std::time::Instant::now()))?;
+        if sip::status(&r) >= 200 {
+            return Some(r);
+        }
+    }
+}
+
+/// [`pua_publish`] from `c`, then [`ask`].
+fn publish(
+    c: &mut Client,
+    uri: &str,
+    expires: u32,
+    etag: Option<&str>,
+    body: Option<&str>,
+    extra: &str,
+) -> Option<String> {
+    let msg = pua_publish(c, uri, expires, etag, body, extra);
+    ask(c, &msg)
+}
+
+/// `(status, SIP-ETag, Expires)` of a reply.
+fn publish_reply(r: &str) -> (u16, String, String) {
+    (sip::status(r), sip::header(r, "SIP-ETag").unwrap_or_default(), sip::header(r, "Expires").unwrap_or_default())
+}
+
+#[test]
+fn sipp_pua_publish_flow_accepts_the_reference_wire() {
+    let mut s =
+        SippServer::start("pua_publish_flow", 4, &[("expires", "3601"), ("granted", "30")], Duration::from_secs(30));
+    let mut c = Client::udp(s.addr());
+    let uri = "sip:alice@sip.test";
+    let r = publish(&mut c, uri, 3601, None, Some(PIDF_OPEN), "").expect("reply to the initial PUBLISH");
+    assert_eq!(publish_reply(&r), (200, "etag1".into(), "30".into()), "{r}");
+    let r = publish(&mut c, uri, 25, Some("etag1"), None, "").expect("reply to the refresh");
+    assert_eq!(publish_reply(&r), (200, "etag2".into(), "25".into()), "{r}");
+    let r = publish(&mut c, uri, 3590, Some("etag2"), Some(PIDF_OPEN), "").expect("reply to the modify");
+    assert_eq!(publish_reply(&r), (200, "etag3".into(), "3590".into()), "{r}");
+    let r = publish(&mut c, uri, 0, Some("etag3"), None, "").expect("reply to the remove");
+    assert_eq!(publish_reply(&r), (200, "etag3".into(), "0".into()), "{r}");
+    s.passed();
+}
+
+/// baresip's refresh (Content-Type with an empty body) is not what pua sends: the scenario fails.
+#[test]
+fn sipp_pua_publish_flow_fails_a_refresh_with_content_type() {
+    let mut s =
+        SippServer::start("pua_publish_flow", 4, &[("expires", "3601"), ("granted", "30")], Duration::from_secs(3));
+    let mut c = Client::udp(s.addr());
+    let uri = "sip:alice@sip.test";
+    let r = publish(&mut c, uri, 3601, None, Some(PIDF_OPEN), "").expect("reply to the initial PUBLISH");
+    assert_eq!(sip::status(&r), 200, "{r}");
+    let refresh = pua_publish(&c, uri, 25, Some("etag1"), None, "Content-Type: application/pidf+xml\r\n");
+    assert_eq!(ask(&mut c, &refresh), None, "a failed check sends no reply");
+    let err = s.wait().expect_err("sipp must fail");
+    assert!(err.contains("FAIL: PUBLISH 2 (refresh): no Content-Type without a body"), "{err}");
+}
+
+#[test]
+fn sipp_pua_publish_412_accepts_the_reference_wire() {
+    let mut s = SippServer::start("pua_publish_412", 3, &[("expires", "3601")], Duration::from_secs(30));
+    let mut c = Client::udp(s.addr());
+    let uri = "sip:alice@sip.test";
+    let r = publish(&mut c, uri, 3601, None, Some(PIDF_OPEN), "").expect("reply to the initial PUBLISH");
+    assert_eq!(publish_reply(&r), (200, "etag1".into(), "3601".into()), "{r}");
+    let r = publish(&mut c, uri, 3601, Some("etag1"), Some(PIDF_OPEN), "").expect("reply to the modify");
+    assert_eq!(sip::status(&r), 412, "{r}");
+    // §2.5.2: the same body again as a new publication, expires = desired - now + 3 (+1 on the wire).
+    let r = publish(&mut c, uri, 3604, None, Some(PIDF_OPEN), "").expect("reply to the retry");
+    assert_eq!(publish_reply(&r), (200, "etag2".into(), "3604".into()), "{r}");
+    s.passed();
+}
+
+#[test]
+fn sipp_pua_publish_423_accepts_a_retry_with_min_expires() {
+    let mut s =
+        SippServer::start("pua_publish_423", 2, &[("expires", "61"), ("min_expires", "1800")], Duration::from_secs(30));
+    let mut c = Client::udp(s.addr());
+    let uri = "sip:alice@sip.test";
+    let r = publish(&mut c, uri, 61, None, Some(PIDF_OPEN), "").expect("reply to the initial PUBLISH");
+    assert_eq!(sip::status(&r), 423, "{r}");
+    assert_eq!(sip::header(&r, "Min-Expires").as_deref(), Some("1800"), "{r}");
+    let r = publish(&mut c, uri, 1800, None, Some(PIDF_OPEN), "").expect("reply to the retry");
+    assert_eq!(publish_reply(&r), (200, "etag1".into(), "1800".into()), "{r}");
+    s.passed();
+}
+
+#[test]
+fn sipp_pua_publish_423_fails_a_retry_above_min_expires() {
+    let mut s =
+        SippServer::start("pua_publish_423", 2, &[("expires", "61"), ("min_expires", "1800")], Duration::from_secs(3));
+    let mut c = Client::udp(s.addr());
+    let uri = "sip:alice@sip.test";
+    let r = publish(&mut c, uri, 61, None, Some(PIDF_OPEN), "").expect("reply to the initial PUBLISH");
+    assert_eq!(sip::status(&r), 423, "{r}");
+    assert_eq!(publish(&mut c, uri, 1801, None, Some(PIDF_OPEN), ""), None);
+    let err = s.wait().expect_err("sipp must fail");
+    assert!(err.contains("Expires must equal Min-Expires: got '1801', expected '1800'"), "{err}");
+}
+
+/// A subscription dialog on the watcher side, as Kamailio's pua keeps it (§2.5.3, §2.5.4).
+struct Subscriber {
+    c: Client,
+    pres: String,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    /// R-URI: the presentity, then the 200's Contact.
+    target: String,
+    /// The 200's Record-Route, reversed.
+    route: Vec<String>,
+    notifies: Vec<String>,
+}
+
+impl Subscriber {
+    fn new(server: std::net::SocketAddr, pres: &str) -> Subscriber {
+        let n = unique();
+        Subscriber {
+            c: Client::udp(server),
+            pres: pres.to_string(),
+            call_id: format!("{n}@127.0.0.1"),
+            from_tag: n,
+            to_tag: None,
+            cseq: 100,
+            target: pres.to_string(),
+            route: Vec::new(),
+            notifies: Vec::new(),
+        }
+    }
+
+    /// A SUBSCRIBE in this dialog (initial while there is no To-tag): Max-Forwards, Event,
+    /// Contact, Expires; no Accept.
+    fn request(&mut self, expires: u32, with_route: bool) -> String {
+        if self.to_tag.is_some() {
+            self.cseq += 1;
+        }
+        let local = self.c.local();
+        let route: String =
+            if with_route { self.route.iter().map(|r| format!("Route: {r}\r\n")).collect() } else { String::new() };
+        let to_tag = self.to_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "SUBSCRIBE {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{};rport\r\n{route}To: <{}>{to_tag}\r\nFrom: <sip:watcher@sip.test>;tag={}\r\nCSeq: {} SUBSCRIBE\r\nCall-ID: {}\r\nMax-Forwards: 70\r\nEvent: presence\r\nContact: <sip:watcher@{local}>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+            self.target,
+            unique(),
+            self.pres,
+            self.from_tag,
+            self.cseq,
+            self.call_id
+        )
+    }
+
+    /// Sends `msg`; returns the final reply (None after 5 s), answering NOTIFYs meanwhile.
+    fn ask(&mut self, msg: &str) -> Option<String> {
+        self.c.send(msg.as_bytes());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = self.c.recv(deadline.saturating_duration_since(std::time::Instant::now()))?;
+            if m.starts_with("NOTIFY ") {
+                self.answer(m);
+            } else if sip::status(&m) >= 200 {
+                return Some(m);
+            }
+        }
+    }
+
+    fn answer(&mut self, notify: String) {
+        self.c.send(kamailio::reply(&notify, 200, "OK").as_bytes());
+        self.notifies.push(notify);
+    }
+
+    /// Waits until `n` NOTIFYs were answered.
+    fn wait_notifies(&mut self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.notifies.len() < n {
+            let m = self
+                .c
+                .recv(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|| panic!("only {} NOTIFYs, {n} expected", self.notifies.len()));
+            if m.starts_with("NOTIFY ") {
+                self.answer(m);
+            }
+        }
+    }
+
+    /// Takes the dialog from a 2xx to the initial SUBSCRIBE.
+    fn established(&mut self, ok: &str) {
+        assert_eq!(sip::status(ok), 200, "{ok}");
+        self.to_tag = Some(kamailio::tag(&sip::header(ok, "To").unwrap()).expect("To-tag"));
+        let contact = sip::header(ok, "Contact").expect("Contact in the 200");
+        self.target = contact.trim_start_matches('<').split('>').next().unwrap().to_string();
+        self.route = sip::headers(ok, "Record-Route").into_iter().rev().collect();
+    }
+}
+
+#[test]
+fn sipp_pua_subscribe_flow_accepts_the_reference_wire() {
+    let mut s =
+        SippServer::start("pua_subscribe_flow", 1, &[("expires", "3610"), ("granted", "30")], Duration::from_secs(30));
+    let mut w = Subscriber::new(s.addr(), "sip:alice@sip.test");
+    let msg = w.request(3610, true);
+    let ok = w.ask(&msg).expect("200 to the SUBSCRIBE");
+    assert_eq!(sip::header(&ok, "Expires").as_deref(), Some("30"), "{ok}");
+    assert_eq!(sip::header(&ok, "Record-Route"), Some(format!("<sip:127.0.0.1:{};lr>", s.port)), "{ok}");
+    w.established(&ok);
+    w.wait_notifies(1);
+    let n = &w.notifies[0];
+    assert_eq!(sip::header(n, "Call-ID").as_deref(), Some(w.call_id.as_str()), "{n}");
+    assert_eq!(sip::header(n, "Subscription-State").as_deref(), Some("active;expires=30"), "{n}");
+    assert!(kamailio::body(n).contains("<basic>open</basic>"), "{n}");
+    let msg = w.request(3590, true);
+    let r = w.ask(&msg).expect("200 to the refresh");
+    assert_eq!((sip::status(&r), sip::header(&r, "Expires")), (200, Some("3590".into())), "{r}");
+    let msg = w.request(0, true);
+    let r = w.ask(&msg).expect("200 to the unsubscribe");
+    assert_eq!((sip::status(&r), sip::header(&r, "Expires")), (200, Some("0".into())), "{r}");
+    s.passed();
+}
+
+/// A refresh that ignores the Record-Route fails the scenario.
+#[test]
+fn sipp_pua_subscribe_flow_fails_a_refresh_without_route() {
+    let mut s =
+        SippServer::start("pua_subscribe_flow", 1, &[("expires", "3610"), ("granted", "30")], Duration::from_secs(4));
+    let mut w = Subscriber::new(s.addr(), "sip:alice@sip.test");
+    let msg = w.request(3610, true);
+    let ok = w.ask(&msg).expect("200 to the SUBSCRIBE");
+    w.established(&ok);
+    w.wait_notifies(1);
+    let msg = w.request(3590, false);
+    assert_eq!(w.ask(&msg), None);
+    let err = s.wait().expect_err("sipp must fail");
+    assert!(err.contains("FAIL: refresh SUBSCRIBE: the Route from the 200's Record-Route: got ''"), "{err}");
+}
+
+#[test]
+fn sipp_pua_subscribe_481_accepts_the_reference_wire() {
+    let mut s =
+        SippServer::start("pua_subscribe_481", 2, &[("expires", "3610"), ("granted", "30")], Duration::from_secs(30));
+    let mut w = Subscriber::new(s.addr(), "sip:alice@sip.test");
+    let msg = w.request(3610, true);
+    let ok = w.ask(&msg).expect("200 to the SUBSCRIBE");
+    w.established(&ok);
+    let msg = w.request(3590, true);
+    let r = w.ask(&msg).expect("reply to the refresh");
+    assert_eq!(sip::status(&r), 481, "{r}");
+    // §2.5.4: a new initial SUBSCRIBE (new Call-ID and From-tag) to the stored remote contact.
+    let mut again = Subscriber::new(s.addr(), "sip:alice@sip.test");
+    again.target = w.target.clone();
+    let msg = again.request(3603, true);
+    let ok = again.ask(&msg).expect("200 to the new SUBSCRIBE");
+    assert_eq!((sip::status(&ok), sip::header(&ok, "Expires")), (200, Some("3603".into())), "{ok}");
+    assert_ne!(kamailio::tag(&sip::header(&ok, "To").unwrap()), w.to_tag, "a new dialog has a new To-tag");
+    s.passed();
+}
+
+#[test]
+fn sipp_pua_subscribe_early_notify_accepts_the_reference_wire() {
+    let mut s = SippServer::start("pua_subscribe_early_notify", 1, &[("expires", "3610")], Duration::from_secs(30));
+    let mut w = Subscriber::new(s.addr(), "sip:alice@sip.test");
+    let msg = w.request(3610, true);
+    let ok = w.ask(&msg).expect("200 to the SUBSCRIBE");
+    assert_eq!(w.notifies.len(), 1, "the NOTIFY comes before the 200");
+    let early = &w.notifies[0];
+    assert_eq!(kamailio::tag(&sip::header(early, "To").unwrap()), Some(w.from_tag.clone()), "{early}");
+    let server_tag = kamailio::tag(&sip::header(early, "From").unwrap());
+    w.established(&ok);
+    assert_eq!(w.to_tag, server_tag, "the 200 has the NOTIFY's tag");
+    w.wait_notifies(2);
+    assert!(kamailio::body(&w.notifies[1]).contains("<basic>closed</basic>"), "{}", w.notifies[1]);
+    assert_eq!(sip::header(&w.notifies[1], "CSeq").as_deref(), Some("2 NOTIFY"));
+    s.passed();
 }
