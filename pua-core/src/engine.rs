@@ -521,7 +521,9 @@ impl<R: Records> Engine<R> {
         let s = r.subs().cloned().unwrap_or_default();
         let ev_name = self.events.by_flag(r.event).map_or("presence", |e| e.name.as_str()).to_string();
         let hdr_expires = self.cfg.subscribe_expires(expires);
-        let mut headers = format!("Event: {ev_name}\r\nExpires: {hdr_expires}\r\n");
+        // Kamailio's order (subs_build_hdr): Event, Contact, Expires, then the caller's headers.
+        let mut headers =
+            format!("Event: {ev_name}\r\nContact: {}\r\nExpires: {hdr_expires}\r\n", name_addr(&s.contact));
         headers.push_str(&r.extra_headers);
         let route_set: Vec<String> = if initial {
             Vec::new()
@@ -538,7 +540,6 @@ impl<R: Records> Engine<R> {
             call_id: s.call_id.clone(),
             cseq: s.cseq.max(1) as u32,
             route_set,
-            contact: name_addr(&s.contact),
             extra_headers: headers,
             outbound_proxy: r.outbound_proxy.clone(),
             ..Default::default()

@@ -276,7 +276,11 @@ fn subscribe_dialog_refresh_481_and_unsubscribe() {
     assert_eq!(req.ruri, "sip:bob@example.com", "no remote target: the presentity");
     assert_eq!(header(&req, "Expires"), Some("610"), "SUBSCRIBE sends the request + 10");
     assert_eq!(header(&req, "Event"), Some("presence"));
-    assert_eq!(req.contact, "<sip:alice@192.0.2.1:5060>");
+    assert_eq!(header(&req, "Contact"), Some("<sip:alice@192.0.2.1:5060>"));
+    assert!(
+        req.extra_headers.starts_with("Event: presence\r\nContact: <sip:alice@192.0.2.1:5060>\r\nExpires: 610\r\n"),
+        "Kamailio's order"
+    );
     assert!(req.to_tag.is_empty() && req.route_set.is_empty());
     let (call_id, from_tag) = (req.call_id.clone(), req.from_tag.clone());
     // A NOTIFY before the 2xx matches the temporary dialog.

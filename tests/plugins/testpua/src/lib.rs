@@ -2,7 +2,7 @@
 //!
 //! - `testpua.publish PRES_URI EXPIRES EVENT BODY ID ETAG CB_PARAM [SOURCE_FLAG]` → send_publish's code
 //!   (BODY "" = none, ETAG "" = none).
-//! - `testpua.subscribe PRES_URI WATCHER EVENT EXPIRES CONTACT [REMOTE_TARGET]` → send_subscribe's code.
+//! - `testpua.subscribe PRES_URI WATCHER EVENT EXPIRES CONTACT [REMOTE_TARGET [OUTBOUND_PROXY]]` → send_subscribe's code.
 //! - `testpua.callbacks` → every callback call so far: {cb_param, code, local, etag, pres_uri, flag}.
 //! - `testpua.is_dialog CALL_ID LOCAL_TAG REMOTE_TAG FLAG` → is_dialog's code.
 //! - `testpua.load COUNT PREFIX DOMAIN` → publishes COUNT presentities PREFIX<n>@DOMAIN at once,
@@ -58,6 +58,7 @@ impl TestPua {
             expires: call.int(3).unwrap_or(-1) as i32,
             contact: s(4),
             remote_target: Some(s(5)).filter(|r| !r.is_empty()),
+            outbound_proxy: Some(s(6)).filter(|r| !r.is_empty()),
             source_flag: source::RPC_SUBSCRIBE,
             cb_param: 1,
             ..Default::default()

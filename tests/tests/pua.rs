@@ -1,0 +1,411 @@
+//! `pua` end to end against Kamailio's own presence server (Debian's kamailio 5.6 with
+//! presence + presence_xml, started per test): PUBLISH lands in its `presentity` table, a
+//! SUBSCRIBE gets its NOTIFYs, refreshes go on, and the state survives a restart of our host —
+//! on SQLite, PostgreSQL and MariaDB, in db_mode 0 and 2.
+//!
+//! The `testpua` module drives the API over RPC (as pua_mi would) and records callbacks.
+
+use std::time::Duration;
+
+use e2e::kamailio::{Kamailio, SippServer};
+use e2e::{Host, eventually};
+use serde_json::{Value, json};
+
+mod dbs {
+    //! Databases for a test: SQLite in a directory that outlives the host, PostgreSQL and
+    //! MariaDB on loopback with a unique database name, dropped afterwards.
+    use std::process::Command;
+
+    use e2e::{TempDir, text};
+
+    pub struct Database {
+        pub url: String,
+        pub kind: &'static str,
+        _dir: Option<TempDir>,
+        drop: Option<Box<dyn Fn()>>,
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            if let Some(d) = &self.drop {
+                d();
+            }
+        }
+    }
+
+    fn unique(prefix: &str) -> String {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        format!("{prefix}_{}_{nanos}", std::process::id())
+    }
+
+    fn run(cmd: &str, args: &[&str]) {
+        let out = Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/install-test-deps.sh installs it)"));
+        assert!(out.status.success(), "{cmd} {args:?}: {}", text(&out));
+    }
+
+    pub fn sqlite() -> Database {
+        let dir = TempDir::new("pua-sqlite-data");
+        Database {
+            url: format!("sqlite://{}", dir.join("pua.sqlite").display()),
+            kind: "sqlite",
+            _dir: Some(dir),
+            drop: None,
+        }
+    }
+
+    pub fn postgres() -> Database {
+        let name = unique("puahost_pua");
+        let psql = |sql: String| {
+            run("psql", &["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+        };
+        psql(format!("CREATE DATABASE {name}"));
+        Database {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            kind: "postgres",
+            _dir: None,
+            drop: Some(Box::new(move || psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))),
+        }
+    }
+
+    pub fn mariadb() -> Database {
+        let name = unique("puahost_pua");
+        let my = |sql: String| run("mariadb", &["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", &sql]);
+        my(format!("CREATE DATABASE {name}"));
+        Database {
+            url: format!("mysql://root@127.0.0.1:3306/{name}"),
+            kind: "mariadb",
+            _dir: None,
+            drop: Some(Box::new(move || my(format!("DROP DATABASE IF EXISTS {name}")))),
+        }
+    }
+}
+
+/// Host config: pua + testpua, NOTIFYs matched and answered through the route.
+fn config(db_url: &str, db_mode: u8, extra: &str) -> String {
+    format!(
+        r#"loadmodule = ["pua", "testpua"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.pua]
+db_url = "{db_url}"
+db_mode = {db_mode}
+update_period = 10
+{extra}
+[[route]]
+method = "NOTIFY"
+do = ["pua_update_contact()", "testpua_notify()"]
+"#
+    )
+}
+
+fn publish(host: &Host, uri: &str, expires: i64, body: &str, id: &str, cb: u64) -> Value {
+    host.result("testpua.publish", json!([uri, expires, "presence", body, id, "", cb]))
+}
+
+fn pidf(entity: &str, basic: &str, note: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{entity}"><tuple id="t1"><status><basic>{basic}</basic></status><note>{note}</note></tuple></presence>"#
+    )
+}
+
+/// The callbacks recorded for `cb`.
+fn callbacks(host: &Host, cb: u64) -> Vec<Value> {
+    let all = host.result("testpua.callbacks", json!([]));
+    all.as_array().unwrap().iter().filter(|c| c["cb_param"] == cb).cloned().collect()
+}
+
+fn wait_callbacks(host: &Host, cb: u64, n: usize) -> Vec<Value> {
+    let ok = eventually(Duration::from_secs(10), || callbacks(host, cb).len() >= n);
+    assert!(ok, "no {n} callbacks for {cb}: {}\n{}", host.result("testpua.callbacks", json!([])), host.log());
+    callbacks(host, cb)
+}
+
+fn list(host: &Host, filter: &str) -> Vec<Value> {
+    host.result("pua.list", json!([filter])).as_array().unwrap().clone()
+}
+
+fn of_kind(host: &Host, filter: &str, kind: &str) -> Vec<Value> {
+    list(host, filter).into_iter().filter(|r| r["kind"] == kind).collect()
+}
+
+/// PUBLISH (initial, modify, refresh, remove) into Kamailio's presentity table and a
+/// SUBSCRIBE that receives Kamailio's NOTIFYs; the timer refreshes both.
+fn against_kamailio(db: &dbs::Database, db_mode: u8) {
+    // The server grants at most 20 s, so the "forever" (-1) publication and subscription are
+    // refreshed within the test (every update_period-5 = 5 s, when under update_period left).
+    // One SIP worker: Kamailio's db_sqlite has no busy timeout, so two workers writing at once
+    // (a PUBLISH and a SUBSCRIBE refresh) fail with "database is locked".
+    let kam = Kamailio::start_presence_with("children=1\nmodparam(\"presence\", \"max_expires\", 20)");
+    let host = Host::start(
+        &format!("pua-kam-{}-{db_mode}", db.kind),
+        &config(&db.url, db_mode, &format!("outbound_proxy = \"{}\"", kam.uri())),
+    );
+    let alice = "sip:alice@example.com";
+
+    // Initial PUBLISH: lands in presentity with our body and the ETag our record keeps.
+    assert_eq!(publish(&host, alice, -1, &pidf(alice, "open", "first"), "a1", 1), 0);
+    let cb = wait_callbacks(&host, 1, 1);
+    assert_eq!(cb[0]["code"], 200, "{cb:?}\n{}", kam.log());
+    let rows = kam.presentity();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].username.as_str(), rows[0].domain.as_str(), rows[0].event.as_str()),
+        ("alice", "example.com", "presence")
+    );
+    assert!(rows[0].body.contains("first"), "{}", rows[0].body);
+    let records = list(&host, "alice");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["etag"], rows[0].etag.as_str(), "pua keeps the server's ETag");
+    let tuple = records[0]["tuple_id"].clone();
+
+    // Modify: same row, new body, the tuple id stays.
+    assert_eq!(publish(&host, alice, -1, &pidf(alice, "closed", "second"), "a1", 2), 0);
+    wait_callbacks(&host, 2, 1);
+    let rows = kam.presentity();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].body.contains("second"), "{}", rows[0].body);
+    assert_eq!(of_kind(&host, "alice", "publish")[0]["tuple_id"], tuple);
+
+    // SUBSCRIBE: Kamailio answers and NOTIFYs our contact with alice's state.
+    let contact = format!("sip:watcher@127.0.0.1:{}", host.sip);
+    let code =
+        host.result("testpua.subscribe", json!([alice, "sip:bob@example.com", "presence", -1, contact, "", kam.uri()]));
+    assert_eq!(code, 0);
+    let notified = eventually(Duration::from_secs(10), || {
+        host.result("testpua.notifies", json!([]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["is_dialog"] == 0 && n["body"].as_str().unwrap_or("").contains("second"))
+    });
+    assert!(notified, "{}\n{}\n{}", host.result("testpua.notifies", json!([])), host.log(), kam.log());
+    let watchers = kam.active_watchers();
+    assert_eq!(watchers.len(), 1, "{watchers:?}");
+    let subs = of_kind(&host, "alice", "subscribe");
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(subs[0]["state"], "established");
+    assert_eq!(subs[0]["to_tag"], watchers[0].to_tag.as_str());
+    assert_eq!(subs[0]["call_id"], watchers[0].callid.as_str());
+
+    // The timer refreshes both before they expire.
+    let (etag, expires) = (kam.presentity()[0].etag.clone(), kam.presentity()[0].expires);
+    let refreshed = eventually(Duration::from_secs(40), || {
+        let p = kam.presentity();
+        let w = kam.active_watchers();
+        p.len() == 1 && p[0].expires > expires && w.len() == 1 && w[0].remote_cseq >= 2
+    });
+    assert!(refreshed, "{:?} {:?}\n{}", kam.presentity(), kam.active_watchers(), host.log());
+    let p = kam.presentity();
+    assert!(p[0].body.contains("second"), "a refresh keeps the body: {}", p[0].body);
+    assert_ne!(p[0].etag, etag, "Kamailio issues a new ETag on refresh");
+    assert_eq!(of_kind(&host, "alice", "publish")[0]["etag"], p[0].etag.as_str(), "and pua follows it");
+
+    // Remove: Expires 0 deletes the presentity; the record goes.
+    assert_eq!(publish(&host, alice, 0, "", "a1", 3), 0);
+    wait_callbacks(&host, 3, 1);
+    assert!(eventually(Duration::from_secs(5), || kam.presentity().is_empty()), "{:?}", kam.presentity());
+    assert!(
+        eventually(Duration::from_secs(5), || of_kind(&host, "alice", "publish").is_empty()),
+        "{:?}",
+        list(&host, "alice")
+    );
+}
+
+#[test]
+fn kamailio_presence_sqlite_db_mode_0() {
+    against_kamailio(&dbs::sqlite(), 0);
+}
+
+#[test]
+fn kamailio_presence_sqlite_db_mode_2() {
+    against_kamailio(&dbs::sqlite(), 2);
+}
+
+#[test]
+fn kamailio_presence_postgres_db_mode_0() {
+    against_kamailio(&dbs::postgres(), 0);
+}
+
+#[test]
+fn kamailio_presence_postgres_db_mode_2() {
+    against_kamailio(&dbs::postgres(), 2);
+}
+
+#[test]
+fn kamailio_presence_mariadb_db_mode_0() {
+    against_kamailio(&dbs::mariadb(), 0);
+}
+
+#[test]
+fn kamailio_presence_mariadb_db_mode_2() {
+    against_kamailio(&dbs::mariadb(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire, checked by SIPp presence-server scenarios (tests/sipp/pua_*.xml; each fails with a
+// `FAIL: …` line when a header, tag, CSeq, route or Expires is not what the reference says).
+
+/// Where the wire tests keep pua's records.
+#[derive(Clone, Copy)]
+enum Store {
+    /// No database.
+    Memory,
+    /// db_mode 2 on SQLite: every operation reads and writes the table.
+    SqliteDbOnly,
+}
+
+/// A host with pua sending PUBLISH through `proxy`.
+fn wire_host(name: &str, proxy: &str, store: Store) -> (Host, Option<dbs::Database>) {
+    let (db, mode) = match store {
+        Store::Memory => (None, 0),
+        Store::SqliteDbOnly => (Some(dbs::sqlite()), 2),
+    };
+    let url = db.as_ref().map_or(String::new(), |d| d.url.clone());
+    (Host::start(name, &config(&url, mode, &format!("outbound_proxy = \"{proxy}\""))), db)
+}
+
+/// Each wire test runs with records in memory and in the database only (db_mode 2).
+macro_rules! wire_tests {
+    ($($name:ident),* $(,)?) => {
+        mod wire {
+            $(
+                mod $name {
+                    #[test]
+                    fn memory() {
+                        super::super::$name(super::super::Store::Memory);
+                    }
+                    #[test]
+                    fn sqlite_db_mode_2() {
+                        super::super::$name(super::super::Store::SqliteDbOnly);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+wire_tests!(
+    publish_initial_refresh_modify_remove,
+    publish_412_republishes_the_body,
+    publish_423_retries_with_min_expires,
+    subscribe_notify_refresh_unsubscribe,
+    subscribe_481_resubscribes,
+    subscribe_early_notify_matches,
+);
+
+fn wait_list(host: &Host, what: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let ok = eventually(Duration::from_secs(20), || f(&list(host, "")));
+    assert!(ok, "{what}: {:?}\n{}", list(host, ""), host.log());
+    list(host, "")
+}
+
+/// Initial (Expires default+1, body) → the timer's refresh (If-Match, no body) → modify
+/// (If-Match, body) → remove (Expires 0), each with the ETag of the previous 200.
+fn publish_initial_refresh_modify_remove(store: Store) {
+    let mut s =
+        SippServer::start("pua_publish_flow", 4, &[("expires", "3601"), ("granted", "12")], Duration::from_secs(60));
+    let (host, _db) = wire_host("pua-wire-publish", &s.uri(), store);
+    let uri = "sip:alice@sip.test";
+    assert_eq!(publish(&host, uri, -1, &pidf(uri, "open", "x"), "p1", 1), 0);
+    assert_eq!(wait_callbacks(&host, 1, 1)[0]["etag"], "etag1");
+    // 12 s granted: refreshed by the timer (under update_period left), with etag1.
+    wait_list(&host, "the refresh", |l| l.first().is_some_and(|r| r["etag"] == "etag2"));
+    assert_eq!(publish(&host, uri, -1, &pidf(uri, "closed", "y"), "p1", 2), 0);
+    assert_eq!(wait_callbacks(&host, 2, 1)[0]["etag"], "etag3");
+    assert_eq!(publish(&host, uri, 0, "", "p1", 3), 0);
+    assert_eq!(wait_callbacks(&host, 3, 1)[0]["code"], 200);
+    wait_list(&host, "the removal", <[Value]>::is_empty);
+    s.passed();
+}
+
+/// A 412 to the timer's refresh is answered by a new PUBLISH with the whole stored body.
+fn publish_412_republishes_the_body(store: Store) {
+    let mut s =
+        SippServer::start("pua_publish_412", 3, &[("expires", "3601"), ("granted", "12")], Duration::from_secs(60));
+    let (host, _db) = wire_host("pua-wire-412", &s.uri(), store);
+    let uri = "sip:alice@sip.test";
+    assert_eq!(publish(&host, uri, -1, &pidf(uri, "open", "x"), "p1", 1), 0);
+    wait_callbacks(&host, 1, 1);
+    wait_list(&host, "the new publication", |l| l.first().is_some_and(|r| r["etag"] == "etag2"));
+    s.passed();
+}
+
+/// 423 Interval Too Brief: retried once with Min-Expires; the caller hears one final reply.
+fn publish_423_retries_with_min_expires(store: Store) {
+    let mut s =
+        SippServer::start("pua_publish_423", 2, &[("expires", "61"), ("min_expires", "1800")], Duration::from_secs(30));
+    let (host, _db) = wire_host("pua-wire-423", &s.uri(), store);
+    let uri = "sip:alice@sip.test";
+    assert_eq!(publish(&host, uri, 60, &pidf(uri, "open", "x"), "p1", 1), 0);
+    let cb = wait_callbacks(&host, 1, 1);
+    assert_eq!(cb[0]["code"], 200, "{cb:?}");
+    s.passed();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(callbacks(&host, 1).len(), 1, "exactly one callback per request");
+    let l = list(&host, "");
+    assert_eq!(l.len(), 1, "Kamailio drops the record after a 423; we keep it: {l:?}");
+}
+
+/// SUBSCRIBE through `proxy` (pua's outbound_proxy modparam is for PUBLISH only, as in
+/// Kamailio; a SUBSCRIBE takes the caller's).
+fn subscribe(host: &Host, uri: &str, expires: i64, proxy: &str) -> Value {
+    let contact = format!("sip:watcher@127.0.0.1:{}", host.sip);
+    host.result("testpua.subscribe", json!([uri, "sip:bob@sip.test", "presence", expires, contact, "", proxy]))
+}
+
+/// SUBSCRIBE → 200 (tag, Record-Route, Contact) → NOTIFY matched and answered 200 → refresh in
+/// the dialog (R-URI = Contact, Route, CSeq+1) → unsubscribe (Expires 0, CSeq+2).
+fn subscribe_notify_refresh_unsubscribe(store: Store) {
+    let mut s =
+        SippServer::start("pua_subscribe_flow", 1, &[("expires", "3610"), ("granted", "12")], Duration::from_secs(60));
+    let (host, _db) = wire_host("pua-wire-subscribe", &s.uri(), store);
+    let uri = "sip:alice@sip.test";
+    assert_eq!(subscribe(&host, uri, -1, &s.uri()), 0);
+    let n = eventually(Duration::from_secs(10), || {
+        !host.result("testpua.notifies", json!([])).as_array().unwrap().is_empty()
+    });
+    assert!(n, "{}", host.log());
+    let notifies = host.result("testpua.notifies", json!([]));
+    assert_eq!(notifies[0]["is_dialog"], 0, "{notifies}");
+    assert!(notifies[0]["body"].as_str().unwrap().contains("open"), "{notifies}");
+    // The refresh (12 s granted) goes in the dialog; then the test unsubscribes.
+    wait_list(&host, "the refresh", |l| l.first().is_some_and(|r| r["cseq"].as_i64() >= Some(2)));
+    assert_eq!(subscribe(&host, uri, 0, &s.uri()), 0);
+    wait_list(&host, "the unsubscribe", <[Value]>::is_empty);
+    s.passed();
+}
+
+/// A 481 to the refresh: a new initial SUBSCRIBE to the stored Contact.
+fn subscribe_481_resubscribes(store: Store) {
+    let mut s =
+        SippServer::start("pua_subscribe_481", 2, &[("expires", "3610"), ("granted", "12")], Duration::from_secs(60));
+    let (host, _db) = wire_host("pua-wire-481", &s.uri(), store);
+    let uri = "sip:alice@sip.test";
+    assert_eq!(subscribe(&host, uri, -1, &s.uri()), 0);
+    wait_list(&host, "the first dialog", |l| l.first().is_some_and(|r| r["state"] == "established"));
+    let first = list(&host, "")[0]["call_id"].clone();
+    wait_list(&host, "the new dialog", |l| {
+        l.first().is_some_and(|r| r["state"] == "established" && r["call_id"] != first)
+    });
+    s.passed();
+}
+
+/// A NOTIFY that arrives before the SUBSCRIBE's 200 still matches (the temporary dialog).
+fn subscribe_early_notify_matches(store: Store) {
+    let mut s = SippServer::start("pua_subscribe_early_notify", 1, &[("expires", "3610")], Duration::from_secs(30));
+    let (host, _db) = wire_host("pua-wire-early", &s.uri(), store);
+    assert_eq!(subscribe(&host, "sip:alice@sip.test", -1, &s.uri()), 0);
+    s.passed();
+    let notifies = host.result("testpua.notifies", json!([]));
+    let codes: Vec<_> = notifies.as_array().unwrap().iter().map(|n| n["is_dialog"].clone()).collect();
+    // 1: only the temporary dialog matched (no 2xx yet); 0: the established one.
+    assert_eq!(codes, [json!(1), json!(0)], "{notifies}");
+}
