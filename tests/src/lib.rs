@@ -122,10 +122,21 @@ impl Host {
         let http = free_port();
         let sip = free_port();
         let config_path = dir.write("puahost.toml", &render(config, http).replace("@SIP@", &sip.to_string()));
-        let log = std::fs::File::create(dir.join("host.log")).expect("log file");
+        let mut host =
+            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), sip, child: None };
+        host.spawn();
+        host
+    }
+
+    /// Starts the process (again) with the same config, ports and directory; its log is
+    /// appended to host.log. Waits until it is ready.
+    fn spawn(&mut self) {
+        let seen = self.log().matches(" ready").count();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("host.log")).expect("log file");
         let child = Command::new(puahost())
             .args(["run", "-c"])
-            .arg(&config_path)
+            .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -133,16 +144,28 @@ impl Host {
             .env_remove("RUST_LOG")
             .spawn()
             .expect("spawn puahost");
-        let mut host =
-            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), sip, child: Some(child) };
-        host.wait_ready();
-        host
+        self.child = Some(child);
+        self.wait_ready(seen);
     }
 
-    fn wait_ready(&mut self) {
+    /// Starts the host again after [`Host::stop`] or [`Host::kill`] (same ports and files).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the host first");
+        self.spawn();
+    }
+
+    /// SIGKILL: no shutdown work at all (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_ready(&mut self, seen: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.log().contains(" ready") {
+            if self.log().matches(" ready").count() > seen {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

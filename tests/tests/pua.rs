@@ -409,3 +409,142 @@ fn subscribe_early_notify_matches(store: Store) {
     // 1: only the temporary dialog matched (no 2xx yet); 0: the established one.
     assert_eq!(codes, [json!(1), json!(0)], "{notifies}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restarts: SIGTERM in db_mode 0 (the write-back flushes on the way out), SIGKILL in db_mode 2
+// (nothing to flush). The refreshes go on with the stored ETag, dialog and body.
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    Term,
+    Kill,
+}
+
+/// A counter of pua's from the host's Prometheus endpoint.
+fn metric(host: &Host, name: &str) -> i64 {
+    let (_, text) = e2e::http_request(host.http.unwrap(), "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("puahost_pua_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no puahost_pua_{name} in\n{text}"))
+}
+
+fn restart_against_kamailio(db: &dbs::Database, db_mode: u8, how: Stop) {
+    let kam = Kamailio::start_presence_with("children=1\nmodparam(\"presence\", \"max_expires\", 20)");
+    let mut host = Host::start(
+        &format!("pua-restart-{}-{db_mode}", db.kind),
+        &config(&db.url, db_mode, &format!("outbound_proxy = \"{}\"", kam.uri())),
+    );
+    let alice = "sip:alice@example.com";
+    assert_eq!(publish(&host, alice, -1, &pidf(alice, "open", "kept across restarts"), "r1", 1), 0);
+    assert_eq!(wait_callbacks(&host, 1, 1)[0]["code"], 200);
+    let contact = format!("sip:watcher@127.0.0.1:{}", host.sip);
+    let code =
+        host.result("testpua.subscribe", json!([alice, "sip:bob@example.com", "presence", -1, contact, "", kam.uri()]));
+    assert_eq!(code, 0);
+    assert!(eventually(Duration::from_secs(10), || of_kind(&host, "alice", "subscribe")
+        .first()
+        .is_some_and(|r| r["state"] == "established")));
+    let before_pub = of_kind(&host, "alice", "publish")[0].clone();
+    let before_sub = of_kind(&host, "alice", "subscribe")[0].clone();
+
+    match how {
+        Stop::Term => assert!(host.stop().is_some_and(|s| s.success()), "{}", host.log()),
+        Stop::Kill => host.kill(),
+    }
+    let watcher = kam.active_watchers()[0].clone();
+    let presentity = kam.presentity()[0].clone();
+    host.restart();
+
+    // The records are back as they were.
+    let after_pub = of_kind(&host, "alice", "publish");
+    assert_eq!(after_pub.len(), 1, "{after_pub:?}\n{}", host.log());
+    for k in ["etag", "tuple_id", "body_bytes", "content_type", "pres_id", "flag", "event_flag"] {
+        assert_eq!(after_pub[0][k], before_pub[k], "{k}: {after_pub:?} vs {before_pub}");
+    }
+    let after_sub = of_kind(&host, "alice", "subscribe");
+    assert_eq!(after_sub.len(), 1, "{after_sub:?}");
+    for k in ["call_id", "to_tag", "from_tag", "remote_contact", "contact", "state"] {
+        assert_eq!(after_sub[0][k], before_sub[k], "{k}: {after_sub:?} vs {before_sub}");
+    }
+
+    // And refreshed in place: the same presentity row, accepted at once (a stale ETag would
+    // have drawn a 412 and a new publication), and the same dialog (Call-ID, tags, CSeq on).
+    let refreshed = eventually(Duration::from_secs(40), || {
+        let p = kam.presentity();
+        let w = kam.active_watchers();
+        p.len() == 1 && p[0].expires > presentity.expires && w.len() == 1 && w[0].remote_cseq > watcher.remote_cseq
+    });
+    assert!(refreshed, "{:?}\n{:?}\n{}\n{}", kam.presentity(), kam.active_watchers(), host.log(), kam.log());
+    let p = kam.presentity();
+    assert_ne!(p[0].etag, presentity.etag);
+    assert_eq!(metric(&host, "replies_failed_total"), 0, "no 412/481 after the restart:\n{}", host.log());
+    assert!(p[0].body.contains("kept across restarts"));
+    let w = kam.active_watchers();
+    assert_eq!(
+        (w[0].callid.as_str(), w[0].to_tag.as_str(), w[0].from_tag.as_str()),
+        (watcher.callid.as_str(), watcher.to_tag.as_str(), watcher.from_tag.as_str())
+    );
+    assert_eq!(of_kind(&host, "alice", "publish")[0]["etag"], p[0].etag.as_str());
+}
+
+#[test]
+fn restart_sigterm_sqlite_db_mode_0() {
+    restart_against_kamailio(&dbs::sqlite(), 0, Stop::Term);
+}
+
+#[test]
+fn restart_sigkill_sqlite_db_mode_2() {
+    restart_against_kamailio(&dbs::sqlite(), 2, Stop::Kill);
+}
+
+#[test]
+fn restart_sigterm_postgres_db_mode_0() {
+    restart_against_kamailio(&dbs::postgres(), 0, Stop::Term);
+}
+
+#[test]
+fn restart_sigkill_postgres_db_mode_2() {
+    restart_against_kamailio(&dbs::postgres(), 2, Stop::Kill);
+}
+
+#[test]
+fn restart_sigterm_mariadb_db_mode_0() {
+    restart_against_kamailio(&dbs::mariadb(), 0, Stop::Term);
+}
+
+#[test]
+fn restart_sigkill_mariadb_db_mode_2() {
+    restart_against_kamailio(&dbs::mariadb(), 2, Stop::Kill);
+}
+
+/// After a restart a 412 is still answered with the whole body: it comes from pua_body.
+fn restart_then_412(db_mode: u8, how: Stop) {
+    let mut s =
+        SippServer::start("pua_publish_412", 3, &[("expires", "3601"), ("granted", "12")], Duration::from_secs(60));
+    let db = dbs::sqlite();
+    let mut host =
+        Host::start("pua-restart-412", &config(&db.url, db_mode, &format!("outbound_proxy = \"{}\"", s.uri())));
+    let uri = "sip:alice@sip.test";
+    assert_eq!(publish(&host, uri, -1, &pidf(uri, "open", "the body"), "p1", 1), 0);
+    wait_callbacks(&host, 1, 1);
+    let before = list(&host, "")[0].clone();
+    match how {
+        Stop::Term => assert!(host.stop().is_some_and(|s| s.success())),
+        Stop::Kill => host.kill(),
+    }
+    host.restart();
+    assert_eq!(list(&host, "")[0]["body_bytes"], before["body_bytes"]);
+    wait_list(&host, "the new publication", |l| l.first().is_some_and(|r| r["etag"] == "etag2"));
+    s.passed();
+}
+
+#[test]
+fn restart_sigterm_db_mode_0_then_412_republishes_the_stored_body() {
+    restart_then_412(0, Stop::Term);
+}
+
+#[test]
+fn restart_sigkill_db_mode_2_then_412_republishes_the_stored_body() {
+    restart_then_412(2, Stop::Kill);
+}
