@@ -97,6 +97,18 @@ struct Flight {
 /// Keys of records not stored yet (new publications in flight) are in their own range.
 const TEMP_KEYS: u64 = 1 << 62;
 
+/// What one refresh pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickStats {
+    /// Refreshes sent.
+    pub refreshed: u64,
+    /// Of those, how many went out after the record had already expired (the pass came too
+    /// late: a sign of an overloaded host or an update_period too long for the granted expiry).
+    pub late: u64,
+    /// Records removed because they expired and nobody wanted them any longer.
+    pub expired: u64,
+}
+
 /// The engine.
 pub struct Engine<R: Records> {
     pub cfg: Config,
@@ -649,6 +661,12 @@ impl<R: Records> Engine<R> {
     /// The refresh and cleanup pass (every update_period - 5 s): records with less than
     /// update_period left are refreshed while the caller wants them, else removed once expired.
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
+        self.tick_with_stats(now).0
+    }
+
+    /// [`Engine::tick`], also counting what it did.
+    pub fn tick_with_stats(&mut self, now: i64) -> (Vec<Effect>, TickStats) {
+        let mut stats = TickStats::default();
         let mut effects = Vec::new();
         for r in self.records.due(now + self.cfg.update_period) {
             if self.flights.contains_key(&r.key) {
@@ -656,6 +674,10 @@ impl<R: Records> Engine<R> {
             }
             let wanted = r.desired_expires == 0 || r.desired_expires > r.expires + self.cfg.min_expires;
             if wanted && !r.is_temporary() {
+                stats.refreshed += 1;
+                if r.expires < now {
+                    stats.late += 1;
+                }
                 // -1 keeps a "forever" record forever (sent with default_expires).
                 let expires = if r.desired_expires == 0 { -1 } else { r.desired_expires - now };
                 match &r.kind {
@@ -689,9 +711,10 @@ impl<R: Records> Engine<R> {
                 }
             } else if r.expires < now - 10 {
                 self.records.remove(r.key);
+                stats.expired += 1;
             }
         }
-        effects
+        (effects, stats)
     }
 
     // ---------------------------------------------------------------- lookups

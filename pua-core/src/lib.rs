@@ -52,6 +52,9 @@ struct Metrics {
     subscribe_sent: Counter,
     replies_ok: Counter,
     replies_failed: Counter,
+    refreshes: Counter,
+    refreshes_late: Counter,
+    expired: Counter,
     publications: Gauge,
     subscriptions: Gauge,
 }
@@ -147,7 +150,19 @@ impl Inner {
 
     fn tick(&'static self) {
         let t = now();
-        self.run(|e| ((), e.tick(t)), None);
+        let stats = self.run(
+            |e| {
+                let (effects, stats) = e.tick_with_stats(t);
+                (stats, effects)
+            },
+            None,
+        );
+        self.metrics.refreshes.add(stats.refreshed);
+        self.metrics.refreshes_late.add(stats.late);
+        self.metrics.expired.add(stats.expired);
+        if stats.late > 0 {
+            tracing::warn!(late = stats.late, "refreshes sent after their records had expired");
+        }
         let (p, s) = self.engine.lock().unwrap_or_else(|p| p.into_inner()).records.counts();
         self.metrics.publications.set(p as i64);
         self.metrics.subscriptions.set(s as i64);
@@ -367,6 +382,9 @@ impl Module for PuaModule {
             subscribe_sent: host.counter("subscribe_sent", "SUBSCRIBE requests sent")?,
             replies_ok: host.counter("replies_ok", "2xx final replies to pua's requests")?,
             replies_failed: host.counter("replies_failed", "other final replies, timeouts included")?,
+            refreshes: host.counter("refreshes", "refreshes sent by the timer")?,
+            refreshes_late: host.counter("refreshes_late", "timer refreshes sent after the record had expired")?,
+            expired: host.counter("expired", "records removed after they expired")?,
             publications: host.gauge("publications", "publications held")?,
             subscriptions: host.gauge("subscriptions", "subscriptions held")?,
         };

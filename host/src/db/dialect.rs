@@ -268,18 +268,14 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::{RString, RVec};
+    use abi_stable::std_types::RString;
 
     fn op(kind: u8, cols: &[&str], values: Vec<FfiDbValue>, conds: Vec<FfiDbCond>) -> FfiDbOp {
         FfiDbOp {
-            kind,
-            table: "pua".into(),
             columns: cols.iter().map(|c| RString::from(*c)).collect(),
             values: values.into(),
             conds: conds.into(),
-            key_columns: RVec::new(),
-            order_by: RString::new(),
-            limit: 0,
+            ..FfiDbOp::new(kind, "pua")
         }
     }
 

@@ -446,19 +446,10 @@ mod tests {
 #[cfg(test)]
 mod sqlite_tests {
     use super::*;
-    use abi_stable::std_types::{RString, RVec};
+    use abi_stable::std_types::RString;
 
     fn op(kind: u8, table: &str, cols: &[&str], values: Vec<FfiDbValue>) -> FfiDbOp {
-        FfiDbOp {
-            kind,
-            table: table.into(),
-            columns: cols.iter().map(|c| RString::from(*c)).collect(),
-            values: values.into(),
-            conds: RVec::new(),
-            key_columns: RVec::new(),
-            order_by: RString::new(),
-            limit: 0,
-        }
+        FfiDbOp { columns: cols.iter().map(|c| RString::from(*c)).collect(), values: values.into(), ..FfiDbOp::new(kind, table) }
     }
 
     /// A real SQLite file with Kamailio's schema: DATETIME columns come back as DateTime.

@@ -69,12 +69,30 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.sample_heap();
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
+}
+
+impl Metrics {
+    /// `puahost_heap_allocated_bytes`: heap in use by the whole process (host and modules share
+    /// malloc), as glibc counts it — bytes handed out, not what the allocator keeps around, so
+    /// it shows what records really cost while RSS also shows fragmentation.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn sample_heap(&self) {
+        if let Ok(g) = self.gauge("", "heap_allocated_bytes", "heap in use by the process (glibc mallinfo2: uordblks + hblkhd)") {
+            // SAFETY: mallinfo2 has no preconditions; it only reads the allocator's statistics.
+            let info = unsafe { libc::mallinfo2() };
+            g.store((info.uordblks + info.hblkhd) as i64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn sample_heap(&self) {}
 }
 
 impl Default for Metrics {
@@ -100,5 +118,7 @@ mod tests {
         let text = m.render();
         assert!(text.contains("puahost_pua_publish_sent_total 3"), "{text}");
         assert!(text.contains("puahost_pua_records 7"), "{text}");
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        assert!(text.contains("puahost_heap_allocated_bytes "), "{text}");
     }
 }

@@ -413,12 +413,25 @@ fn expired_records_are_removed_when_not_wanted() {
     let (k, _) = sent(&e.send_publish(publish(Some(PIDF), 60, 1), 0).unwrap());
     e.on_reply(k, &ok("e1", 30), 0);
     // desired = 60 > expires (30) + 0: refreshed once, to reach what the caller asked for.
-    let (k, req) = sent(&e.tick(1));
+    let (eff, stats) = e.tick_with_stats(1);
+    assert_eq!(stats, TickStats { refreshed: 1, late: 0, expired: 0 });
+    let (k, req) = sent(&eff);
     assert_eq!(header(&req, "Expires"), Some("60"));
     e.on_reply(k, &ok("e2", 59), 1);
     // Now desired == expires: not refreshed; removed 10 s after it expired.
     assert!(e.tick(50).is_empty());
     assert_eq!(e.records.all().len(), 1);
-    assert!(e.tick(71).is_empty());
+    assert_eq!(e.tick_with_stats(71), (Vec::new(), TickStats { refreshed: 0, late: 0, expired: 1 }));
     assert!(e.records.all().is_empty());
+}
+
+#[test]
+fn a_refresh_after_the_expiry_is_counted_late() {
+    let mut e = engine();
+    let (k, _) = sent(&e.send_publish(publish(Some(PIDF), -1, 1), 0).unwrap());
+    e.on_reply(k, &ok("e1", 30), 0);
+    // The pass came at 40 (the host was stalled): still refreshed, but late.
+    let (eff, stats) = e.tick_with_stats(40);
+    assert_eq!(stats, TickStats { refreshed: 1, late: 1, expired: 0 });
+    assert_eq!(header(&sent(&eff).1, "SIP-If-Match"), Some("e1"));
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! sipload send TARGET [--seconds N] [--sockets N] [--window N] [--method M] [--rate R]
-//! sipload serve PORT          # answers every request 200 OK, minimal work (the ceiling)
+//! sipload serve PORT [--expires N]   # answers every request 200 OK, minimal work (the
+//!                                    # ceiling); PUBLISH/SUBSCRIBE get ETag/tag/Contact/Expires
 //! ```
 //! `send` keeps `window` requests in flight per socket (closed loop) or paces them at `rate`
 //! requests/s in total, each with a fresh branch and Call-ID, and prints sent, answered,
@@ -27,7 +28,9 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("serve") => serve(args.get(2).and_then(|p| p.parse().ok()).unwrap_or(5099)),
+        Some("serve") => {
+            serve(args.get(2).and_then(|p| p.parse().ok()).unwrap_or(5099), args.iter().position(|a| a == "--expires").map(|_| arg(&args, "--expires", 3600)))
+        }
         Some("send") => {
             let target: SocketAddr = args.get(2).and_then(|t| t.parse().ok()).expect("sipload send HOST:PORT");
             send(
@@ -41,25 +44,37 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sipload send HOST:PORT [--seconds N] [--sockets N] [--window N] [--method M] [--rate R]\n       sipload serve PORT"
+                "usage: sipload send HOST:PORT [--seconds N] [--sockets N] [--window N] [--method M] [--rate R]\n       sipload serve PORT [--expires N]"
             );
             std::process::exit(2);
         }
     }
 }
 
-/// Answers every request with a 200 that copies Via, From, To, Call-ID and CSeq.
-fn serve(port: u16) {
+/// Answers every request with a 200 that copies Via, From, To, Call-ID and CSeq. A PUBLISH also
+/// gets a fresh SIP-ETag and an Expires; a SUBSCRIBE gets a To-tag (when it has none), a Contact
+/// and an Expires: enough for a presence UAC to keep its state (the `pua` benchmark). Expires
+/// is `expires` when given, else the request's.
+fn serve(port: u16, expires: Option<u32>) {
     let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind");
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
+    let threads: Vec<_> = (0..2u64)
+        .map(|thread| {
             let sock = sock.try_clone().expect("clone");
             std::thread::spawn(move || {
+                use std::io::Write;
                 let mut buf = vec![0u8; 65535];
                 let mut out = Vec::with_capacity(1024);
+                let mut n_reply = 0u64;
                 loop {
                     let Ok((n, src)) = sock.recv_from(&mut buf) else { continue };
                     let text = &buf[..n];
+                    if text.starts_with(b"SIP/2.0") {
+                        continue;
+                    }
+                    n_reply += 1;
+                    let method = text.split(|&b| b == b' ').next().unwrap_or(b"");
+                    let (publish, subscribe) = (method == b"PUBLISH", method == b"SUBSCRIBE");
+                    let mut req_expires: &[u8] = b"3600";
                     out.clear();
                     out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
                     for line in text.split(|&b| b == b'\n').skip(1) {
@@ -68,13 +83,39 @@ fn serve(port: u16) {
                             break;
                         }
                         let lower = l.get(..4).map(|p| p.to_ascii_lowercase());
-                        if matches!(
-                            lower.as_deref(),
-                            Some(b"via:") | Some(b"from") | Some(b"to: ") | Some(b"call") | Some(b"cseq")
-                        ) {
-                            out.extend_from_slice(l);
-                            out.extend_from_slice(b"\r\n");
+                        match lower.as_deref() {
+                            Some(b"via:") | Some(b"from") | Some(b"call") | Some(b"cseq") => {
+                                out.extend_from_slice(l);
+                                out.extend_from_slice(b"\r\n");
+                            }
+                            Some(b"to: ") => {
+                                out.extend_from_slice(l);
+                                if subscribe && !l.windows(5).any(|w| w == b";tag=") {
+                                    let _ = write!(out, ";tag=srv{thread}x{n_reply}");
+                                }
+                                out.extend_from_slice(b"\r\n");
+                            }
+                            Some(b"expi") => {
+                                req_expires = l.splitn(2, |&b| b == b':').nth(1).unwrap_or(b"3600").trim_ascii();
+                            }
+                            _ => {}
                         }
+                    }
+                    if publish || subscribe {
+                        out.extend_from_slice(b"Expires: ");
+                        match expires {
+                            Some(e) => {
+                                let _ = write!(out, "{e}");
+                            }
+                            None => out.extend_from_slice(req_expires),
+                        }
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    if publish {
+                        let _ = write!(out, "SIP-ETag: e{thread}x{n_reply}\r\n");
+                    }
+                    if subscribe {
+                        let _ = write!(out, "Contact: <sip:srv@127.0.0.1:{port}>\r\n");
                     }
                     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
                     let _ = sock.send_to(&out, src);

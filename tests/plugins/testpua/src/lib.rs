@@ -6,7 +6,8 @@
 //! - `testpua.callbacks` → every callback call so far: {cb_param, code, local, etag, pres_uri, flag}.
 //! - `testpua.is_dialog CALL_ID LOCAL_TAG REMOTE_TAG FLAG` → is_dialog's code.
 //! - `testpua.load COUNT PREFIX DOMAIN` → publishes COUNT presentities PREFIX<n>@DOMAIN at once,
-//!   returns immediately; `testpua.loaded` → how many of them got a 2xx (for the benchmark).
+//!   returns immediately; `testpua.load_subscribe COUNT PREFIX DOMAIN CONTACT [PROXY]` the same
+//!   with "forever" SUBSCRIBEs to PREFIX<n>@DOMAIN; `testpua.loaded` → how many of them got a 2xx (for the benchmark).
 //! - Function `testpua_notify()`: for a NOTIFY, replies 200 when it matches a pua dialog
 //!   (established or temporary), 481 otherwise, and keeps its body.
 
@@ -96,7 +97,7 @@ impl TestPua {
             let info = PublishInfo {
                 pres_uri: format!("sip:{prefix}{i}@{domain}"),
                 id: format!("LOAD.{i}"),
-                expires: 3600,
+                expires: -1,
                 event: event::PRESENCE,
                 body: Some(body.to_string()),
                 source_flag: source::UL_PUBLISH,
@@ -104,6 +105,33 @@ impl TestPua {
                 ..Default::default()
             };
             if self.pua.send_publish(&info) != 0 {
+                failed += 1;
+            }
+        }
+        Ok(serde_json::json!({"queued": n - failed, "failed": failed}))
+    }
+
+    fn load_subscribe(&self, call: &RpcCall) -> RpcResult {
+        let n = call.int(0).unwrap_or(1000).max(0) as u64;
+        let prefix = call.str(1).unwrap_or_else(|| "load".into());
+        let domain = call.str(2).unwrap_or_else(|| "127.0.0.1".into());
+        let contact = call.str(3).ok_or_else(|| RpcFault::new(400, "CONTACT is required"))?;
+        let proxy = call.str(4).filter(|p| !p.is_empty());
+        let mut failed = 0;
+        for i in 0..n {
+            let info = SubscribeInfo {
+                pres_uri: format!("sip:{prefix}{i}@{domain}"),
+                watcher_uri: format!("sip:watcher{i}@{domain}"),
+                id: format!("LOADSUB.{i}"),
+                event: event::PRESENCE,
+                expires: -1,
+                contact: contact.clone(),
+                outbound_proxy: proxy.clone(),
+                source_flag: source::RPC_SUBSCRIBE,
+                cb_param: LOAD_BASE + i,
+                ..Default::default()
+            };
+            if self.pua.send_subscribe(&info) != 0 {
                 failed += 1;
             }
         }
@@ -152,6 +180,7 @@ impl Module for TestPua {
             .rpc(Rpc::new("testpua.notifies", Self::notifies).doc("NOTIFYs seen by testpua_notify()"))
             .rpc(Rpc::new("testpua.is_dialog", Self::is_dialog).doc("is_dialog"))
             .rpc(Rpc::new("testpua.load", Self::load).doc("publishes N presentities at once"))
+            .rpc(Rpc::new("testpua.load_subscribe", Self::load_subscribe).doc("subscribes to N presentities at once"))
             .rpc(Rpc::new("testpua.loaded", Self::loaded).doc("2xx and failures of testpua.load"))
     }
 
