@@ -336,6 +336,23 @@ impl Executor {
         self.exec(&o).map(|r| r.affected)
     }
 
+    /// [`Executor::upsert`] for many rows in one statement (`VALUES (...), (...)`): each of
+    /// `rows` holds a value per column of `columns`. Write-backs of thousands of rows go in a
+    /// few statements instead of one per row.
+    pub fn upsert_many(&self, table: &str, key: &[&str], columns: &[&str], rows: &[Vec<Value>]) -> Result<u64, Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if let Some(bad) = rows.iter().find(|r| r.len() != columns.len()) {
+            return Err(Error::new(format!("{} columns but a row of {} values for {table}", columns.len(), bad.len())));
+        }
+        let mut o = op(4, table);
+        o.columns = columns.iter().map(|c| RString::from(*c)).collect();
+        o.values = rows.iter().flatten().map(Value::to_ffi).collect();
+        o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
+        self.exec(&o).map(|r| r.affected)
+    }
+
     /// The `table_version` of `table` in Kamailio's `version` table, if it has a row.
     pub fn table_version(&self, table: &str) -> Result<Option<i64>, Error> {
         let r = self.exec(&op(5, table))?;

@@ -87,9 +87,8 @@ impl Config {
         })
     }
 
-    /// A config for tests, with Kamailio's defaults.
-    #[cfg(test)]
-    pub fn for_tests() -> Config {
+    /// Kamailio's defaults, with no database (tests and benchmarks).
+    pub fn defaults() -> Config {
         Config {
             db_url: String::new(),
             db_table: "pua".into(),
@@ -135,7 +134,7 @@ mod tests {
 
     #[test]
     fn expires_arithmetic() {
-        let mut c = Config::for_tests();
+        let mut c = Config::defaults();
         assert_eq!(c.publish_expires(3600), 3601);
         assert_eq!(c.publish_expires(-1), 3601);
         assert_eq!(c.publish_expires(0), 0);

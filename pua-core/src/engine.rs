@@ -86,10 +86,12 @@ struct Flight {
     sent: Sent,
     waiters: Vec<Waiter>,
     /// A publication that arrived meanwhile (the latest wins) and the callers collapsed into it.
-    queued_publish: Option<(PublishInfo, Vec<Waiter>)>,
-    queued_subscribe: Option<(SubscribeInfo, Vec<Waiter>)>,
+    /// (Boxed, like `new_record`: rare, and a flight per record in a refresh burst must stay
+    /// small.)
+    queued_publish: Option<Box<(PublishInfo, Vec<Waiter>)>>,
+    queued_subscribe: Option<Box<(SubscribeInfo, Vec<Waiter>)>>,
     /// The record of a new publication, stored only on its 2xx.
-    new_record: Option<Record>,
+    new_record: Option<Box<Record>>,
     retried_423: bool,
     retried_412: bool,
 }
@@ -183,11 +185,11 @@ impl<R: Records> Engine<R> {
         {
             // Collapse: the latest state replaces what was queued; its callers come along.
             let mut all = match flight.queued_publish.take() {
-                Some((_, earlier)) => earlier,
+                Some(queued) => queued.1,
                 None => Vec::new(),
             };
             all.extend(waiters);
-            flight.queued_publish = Some((info, all));
+            flight.queued_publish = Some(Box::new((info, all)));
             return Ok(Vec::new());
         }
         match found {
@@ -306,7 +308,7 @@ impl<R: Records> Engine<R> {
             waiters,
             queued_publish: None,
             queued_subscribe: None,
-            new_record: new.then(|| r.clone()),
+            new_record: new.then(|| Box::new(r.clone())),
             retried_423: false,
             retried_412: false,
         };
@@ -319,7 +321,7 @@ impl<R: Records> Engine<R> {
             return Vec::new();
         };
         let mut record = match flight.new_record.take() {
-            Some(r) => Some(r),
+            Some(r) => Some(*r),
             None => self.records.get(key),
         };
         let is_new = key >= TEMP_KEYS;
@@ -344,7 +346,7 @@ impl<R: Records> Engine<R> {
                         let f = self.flights.get_mut(&k).expect("publish_request registered the flight");
                         f.retried_412 = true;
                         f.queued_publish = flight.queued_publish.take();
-                        f.new_record = if is_new { Some(r.clone()) } else { None };
+                        f.new_record = if is_new { Some(Box::new(r.clone())) } else { None };
                         if !is_new {
                             self.records.update(&r);
                         }
@@ -425,7 +427,8 @@ impl<R: Records> Engine<R> {
             }
         }
         self.notify(&record, &flight.waiters, &mut effects);
-        if let Some((info, waiters)) = flight.queued_publish.take() {
+        if let Some(queued) = flight.queued_publish.take() {
+            let (info, waiters) = *queued;
             match self.start_publish(info, waiters.clone(), now) {
                 Ok(more) => effects.extend(more),
                 Err(e) => {
@@ -510,11 +513,11 @@ impl<R: Records> Engine<R> {
         }
         if let Some(flight) = self.flights.get_mut(&r.key) {
             let mut all = match flight.queued_subscribe.take() {
-                Some((_, earlier)) => earlier,
+                Some(queued) => queued.1,
                 None => Vec::new(),
             };
             all.extend(waiters);
-            flight.queued_subscribe = Some((info, all));
+            flight.queued_subscribe = Some(Box::new((info, all)));
             return Ok(Vec::new());
         }
         if info.extra_headers.is_some() {
@@ -639,8 +642,8 @@ impl<R: Records> Engine<R> {
                 }
             }
         }
-        if let Some((info, waiters)) = flight.queued_subscribe.take()
-            && let Ok(more) = self.start_subscribe(info, waiters, now)
+        if let Some(queued) = flight.queued_subscribe.take()
+            && let Ok(more) = self.start_subscribe(queued.0, queued.1, now)
         {
             effects.extend(more);
         }
@@ -652,9 +655,21 @@ impl<R: Records> Engine<R> {
     /// The final reply of the request sent for `key`.
     pub fn on_reply(&mut self, key: u64, reply: &ReplyInfo, now: i64) -> Vec<Effect> {
         let Some(flight) = self.flights.remove(&key) else { return Vec::new() };
+        self.shrink_tables();
         match flight.sent {
             Sent::Publish { .. } => self.on_publish_reply(key, flight, reply, now),
             Sent::Subscribe { .. } => self.on_subscribe_reply(key, flight, reply, now),
+        }
+    }
+
+    /// After a burst (a refresh pass, a mass publication) the in-flight tables hold capacity
+    /// for all of it; hand it back once they are mostly empty, so memory follows the records.
+    fn shrink_tables(&mut self) {
+        if self.flights.capacity() > 1024 && self.flights.len() * 4 < self.flights.capacity() {
+            self.flights.shrink_to(self.flights.len() * 2);
+        }
+        if self.new_pubs.capacity() > 1024 && self.new_pubs.len() * 4 < self.new_pubs.capacity() {
+            self.new_pubs.shrink_to(self.new_pubs.len() * 2);
         }
     }
 
@@ -666,12 +681,26 @@ impl<R: Records> Engine<R> {
 
     /// [`Engine::tick`], also counting what it did.
     pub fn tick_with_stats(&mut self, now: i64) -> (Vec<Effect>, TickStats) {
+        let due = self.due(now);
+        self.refresh(&due, now)
+    }
+
+    /// The records a pass at `now` looks at (those with less than update_period left).
+    pub fn due(&mut self, now: i64) -> Vec<u64> {
+        self.records.due(now + self.cfg.update_period)
+    }
+
+    /// Refreshes or removes the records `keys` (from [`Engine::due`]). The module calls it for
+    /// a few hundred keys at a time, so a pass over many records never holds the engine for
+    /// long.
+    pub fn refresh(&mut self, keys: &[u64], now: i64) -> (Vec<Effect>, TickStats) {
         let mut stats = TickStats::default();
         let mut effects = Vec::new();
-        for r in self.records.due(now + self.cfg.update_period) {
-            if self.flights.contains_key(&r.key) {
+        for &key in keys {
+            if self.flights.contains_key(&key) {
                 continue;
             }
+            let Some(r) = self.records.get(key) else { continue };
             let wanted = r.desired_expires == 0 || r.desired_expires > r.expires + self.cfg.min_expires;
             if wanted && !r.is_temporary() {
                 stats.refreshed += 1;

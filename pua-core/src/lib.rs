@@ -150,13 +150,22 @@ impl Inner {
 
     fn tick(&'static self) {
         let t = now();
-        let stats = self.run(
-            |e| {
-                let (effects, stats) = e.tick_with_stats(t);
-                (stats, effects)
-            },
-            None,
-        );
+        let due = self.engine.lock().unwrap_or_else(|p| p.into_inner()).due(t);
+        // A few hundred at a time: the API and the replies get the engine between batches,
+        // and each batch's requests are on their way before the next is built.
+        let mut stats = engine::TickStats::default();
+        for batch in due.chunks(REFRESH_BATCH) {
+            let s = self.run(
+                |e| {
+                    let (effects, s) = e.refresh(batch, t);
+                    (s, effects)
+                },
+                None,
+            );
+            stats.refreshed += s.refreshed;
+            stats.late += s.late;
+            stats.expired += s.expired;
+        }
         self.metrics.refreshes.add(stats.refreshed);
         self.metrics.refreshes_late.add(stats.late);
         self.metrics.expired.add(stats.expired);
@@ -168,32 +177,57 @@ impl Inner {
         self.metrics.subscriptions.set(s as i64);
     }
 
-    /// db_mode 0: writes the changes since the last write-back.
+    /// db_mode 0: writes the changes since the last write-back, a batch of records at a time
+    /// (each batch copied under the lock, written without it, in a transaction of its own).
+    /// Whatever could not be written goes into the next write-back.
     fn write_back(&'static self) -> Result<(), Error> {
         let Some(db) = &self.db else { return Ok(()) };
         let (table, changes) = {
             let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
             (e.cfg.db_table.clone(), e.records.take_changes())
         };
-        let Some((changed, deleted)) = changes else { return Ok(()) };
-        if changed.is_empty() && deleted.is_empty() {
+        let Some(changes) = changes else { return Ok(()) };
+        if changes.records.is_empty() && changes.deleted.is_empty() {
             return Ok(());
         }
-        match storage::write_back(db, &table, &changed, &deleted) {
-            Ok(inserted) => {
+        let started = std::time::Instant::now();
+        let mut batches = changes.records.chunks(WRITE_BACK_BATCH).enumerate();
+        let mut deleted = changes.deleted.as_slice();
+        loop {
+            let (index, keys) = match batches.next() {
+                Some((i, keys)) => (i, keys),
+                None if !deleted.is_empty() => (usize::MAX, &[][..]),
+                None => break,
+            };
+            let records: Vec<(record::Record, bool)> = {
                 let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-                for (key, id) in inserted {
-                    e.records.set_db_id(key, id);
+                keys.iter().filter_map(|&(k, body)| e.records.get(k).map(|r| (r, body))).collect()
+            };
+            // Deletions go with the first batch.
+            let now_deleted = std::mem::take(&mut deleted);
+            match storage::write_back(db, &table, &records, now_deleted) {
+                Ok(inserted) => {
+                    let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+                    for (key, id) in inserted {
+                        e.records.set_db_id(key, id);
+                    }
                 }
-                tracing::debug!(changed = changed.len(), deleted = deleted.len(), "pua records written back");
-                Ok(())
-            }
-            Err(err) => {
-                let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-                e.records.requeue(changed.iter().map(|r| r.key).collect(), deleted);
-                Err(err.context("writing pua records back"))
+                Err(err) => {
+                    let done = if index == usize::MAX { changes.records.len() } else { index * WRITE_BACK_BATCH };
+                    let rest =
+                        store::Changes { records: changes.records[done..].to_vec(), deleted: now_deleted.to_vec() };
+                    self.engine.lock().unwrap_or_else(|p| p.into_inner()).records.requeue(rest);
+                    return Err(err.context("writing pua records back"));
+                }
             }
         }
+        tracing::debug!(
+            changed = changes.records.len(),
+            deleted = changes.deleted.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "pua records written back"
+        );
+        Ok(())
     }
 }
 
@@ -250,6 +284,12 @@ impl PuaService for Inner {
         e.subs_list(did)
     }
 }
+
+/// Records copied and written per transaction in a write-back.
+const WRITE_BACK_BATCH: usize = 1000;
+
+/// Records refreshed per hold of the engine lock in a refresh pass.
+const REFRESH_BATCH: usize = 256;
 
 /// The module's state, created once in `init` and kept for the life of the process (modules
 /// are never unloaded); reply callbacks and timers hold it as `&'static`.

@@ -130,14 +130,16 @@ fn load_body(exec: &Executor, r: &mut Record) -> Result<(), Error> {
 
 /// Writes the body row of a publication (after its `pua` row has an id).
 fn write_body(exec: &Executor, r: &Record) -> Result<(), Error> {
-    let (Some(id), Some(p)) = (r.db_id, r.publ()) else { return Ok(()) };
-    let Some(body) = &p.body else { return Ok(()) };
-    exec.upsert(
-        BODY_TABLE,
-        &["pua_id"],
-        &[("pua_id", id.into()), ("body", body.as_str().into()), ("content_type", p.content_type.as_str().into())],
-    )?;
+    let Some(row) = body_row(r) else { return Ok(()) };
+    exec.upsert_many(BODY_TABLE, &["pua_id"], &["pua_id", "body", "content_type"], &[row])?;
     Ok(())
+}
+
+/// The `pua_body` row of a publication that has a row id and a body.
+fn body_row(r: &Record) -> Option<Vec<Value>> {
+    let (Some(id), Some(p)) = (r.db_id, r.publ()) else { return None };
+    let body = p.body.as_ref()?;
+    Some(vec![id.into(), body.as_str().into(), p.content_type.as_str().into()])
 }
 
 fn delete_row(exec: &Executor, table: &str, id: i64) -> Result<(), Error> {
@@ -171,23 +173,41 @@ pub fn load_all(db: &Db, table: &str) -> Result<Vec<Record>, Error> {
 
 /// One write-back (db_mode 0): inserts and updates of changed records and deletes of removed
 /// ones, in one transaction. Returns the row ids of inserted records, by key.
-pub fn write_back(db: &Db, table: &str, changed: &[Record], deleted: &[i64]) -> Result<Vec<(u64, i64)>, Error> {
+pub fn write_back(db: &Db, table: &str, changed: &[(Record, bool)], deleted: &[i64]) -> Result<Vec<(u64, i64)>, Error> {
     let tx = db.transaction(&[])?;
     let mut inserted = Vec::new();
-    for r in changed {
+    // Rows that exist are rewritten by id, many to a statement; a body row only when the body
+    // changed (a refresh only moves expires and the ETag or CSeq).
+    let mut rows = Vec::new();
+    let mut bodies = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (r, body_changed) in changed {
         match r.db_id {
             Some(id) => {
-                tx.update(table, &columns(r), &[Cond::eq("id", id)])?;
-                write_body(&tx, r)?;
+                let cols = columns(r);
+                if names.is_empty() {
+                    names.push("id");
+                    names.extend(cols.iter().map(|(c, _)| *c));
+                }
+                rows.push(std::iter::once(Value::from(id)).chain(cols.into_iter().map(|(_, v)| v)).collect());
+                if *body_changed {
+                    bodies.extend(body_row(r));
+                }
             }
             None => {
                 let id = tx.insert_returning_id(table, "id", &columns(r))?;
                 let mut with_id = r.clone();
                 with_id.db_id = Some(id);
-                write_body(&tx, &with_id)?;
+                bodies.extend(body_row(&with_id));
                 inserted.push((r.key, id));
             }
         }
+    }
+    for batch in rows.chunks(ROWS_PER_STATEMENT) {
+        tx.upsert_many(table, &["id"], &names, batch)?;
+    }
+    for batch in bodies.chunks(ROWS_PER_STATEMENT) {
+        tx.upsert_many(BODY_TABLE, &["pua_id"], &["pua_id", "body", "content_type"], batch)?;
     }
     for id in deleted {
         delete_row(&tx, table, *id)?;
@@ -195,6 +215,10 @@ pub fn write_back(db: &Db, table: &str, changed: &[Record], deleted: &[i64]) -> 
     tx.commit()?;
     Ok(inserted)
 }
+
+/// Rows per multi-row statement in a write-back: 200 rows of pua's 20 columns stay well under
+/// every driver's limit on bound values (SQLite 32766, PostgreSQL and MySQL 65535).
+const ROWS_PER_STATEMENT: usize = 200;
 
 /// db_mode 2: the table is the store.
 pub struct DbStore {
@@ -287,8 +311,10 @@ impl Records for DbStore {
         self.report("delete", res);
     }
 
-    fn due(&mut self, before: i64) -> Vec<Record> {
-        self.records(&[Cond::new("expires", Op::Lt, before)])
+    fn due(&mut self, before: i64) -> Vec<u64> {
+        let rows = self.exec().select(&self.table).columns(&["id"]).filter(Cond::new("expires", Op::Lt, before)).run();
+        let Some(rows) = self.report("due", rows) else { return Vec::new() };
+        rows.iter().map(|r| r.int("id") as u64).collect()
     }
 
     fn all(&mut self) -> Vec<Record> {

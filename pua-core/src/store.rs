@@ -3,7 +3,8 @@
 //! [`Records`] is what the engine needs; [`MemoryStore`] implements it in memory (db_mode 0,
 //! written back by the module), `storage::DbStore` in the database (db_mode 2).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use crate::record::{Kind, Record};
 
@@ -80,8 +81,9 @@ pub trait Records: Send {
     fn update(&mut self, r: &Record);
     /// Removes a record.
     fn remove(&mut self, key: u64);
-    /// Records whose `expires` is before `before` (refresh and cleanup candidates).
-    fn due(&mut self, before: i64) -> Vec<Record>;
+    /// Keys of the records whose `expires` is before `before` (refresh and cleanup
+    /// candidates).
+    fn due(&mut self, before: i64) -> Vec<u64>;
     /// Every record (for `pua.list`).
     fn all(&mut self) -> Vec<Record>;
     /// Number of records (publications, subscriptions).
@@ -91,27 +93,85 @@ pub trait Records: Send {
     fn begin(&mut self) {}
     /// Ends it.
     fn commit(&mut self) {}
-    /// The changes to write back (db_mode 0); None for stores that write as they go.
-    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
+    /// What to write back (db_mode 0); None for stores that write as they go.
+    fn take_changes(&mut self) -> Option<Changes> {
         None
     }
     /// Records the row id a written-back record got.
     fn set_db_id(&mut self, _key: u64, _db_id: i64) {}
     /// Puts changes that could not be written back into the next write-back.
-    fn requeue(&mut self, _keys: Vec<u64>, _deleted: Vec<i64>) {}
+    fn requeue(&mut self, _changes: Changes) {}
+}
+
+/// What changed since the last write-back: records to insert or update (key, and whether the
+/// body changed too: a refresh does not, so its body row is left alone), and row ids to delete.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub records: Vec<(u64, bool)>,
+    pub deleted: Vec<i64>,
+}
+
+/// The keys filed under one index hash, oldest first. Most hashes have one record, which
+/// then costs no allocation.
+#[derive(Debug, Clone)]
+enum Bucket {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Bucket {
+    fn push(&mut self, key: u64) {
+        match self {
+            Bucket::One(k) => *self = Bucket::Many(vec![*k, key]),
+            Bucket::Many(v) => v.push(key),
+        }
+    }
+
+    /// Removes `key`; false when the bucket is empty afterwards.
+    fn remove(&mut self, key: u64) -> bool {
+        match self {
+            Bucket::One(k) => *k != key,
+            Bucket::Many(v) => {
+                v.retain(|k| *k != key);
+                match v.as_slice() {
+                    [] => false,
+                    [one] => {
+                        *self = Bucket::One(*one);
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    /// Newest first.
+    fn newest_first(&self) -> impl Iterator<Item = u64> + '_ {
+        let (one, many): (Option<u64>, &[u64]) = match self {
+            Bucket::One(k) => (Some(*k), &[]),
+            Bucket::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many.iter().rev().copied())
+    }
 }
 
 /// Records in memory, with the changes since the last write-back.
+///
+/// The indexes hold hashes, not copies of the strings: a record's URI, Call-ID and tag are
+/// stored once, in the record, and a lookup compares them there. (A hash collision only means
+/// one more record to compare.)
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     records: HashMap<u64, Record>,
-    /// pres_uri → keys, oldest first (searches go newest first: Kamailio inserts at the head).
-    by_uri: HashMap<String, Vec<u64>>,
-    /// (Call-ID, local tag) → key.
-    by_dialog: HashMap<(String, String), u64>,
+    hasher: std::collections::hash_map::RandomState,
+    /// hash(pres_uri) → keys, oldest first (searches go newest first: Kamailio inserts at the
+    /// head).
+    by_uri: HashMap<u64, Bucket>,
+    /// hash(Call-ID, local tag) → keys.
+    by_dialog: HashMap<u64, Bucket>,
     next_key: u64,
-    /// Keys changed since the last write-back.
-    dirty: HashSet<u64>,
+    /// Keys changed since the last write-back, and whether the body changed.
+    dirty: HashMap<u64, bool>,
     /// Row ids of removed records still in the database.
     deleted_rows: Vec<i64>,
 }
@@ -121,30 +181,56 @@ impl MemoryStore {
         Self { next_key: 1, ..Default::default() }
     }
 
+    fn uri_hash(&self, pres_uri: &str) -> u64 {
+        self.hasher.hash_one(pres_uri)
+    }
+
+    fn dialog_hash(&self, call_id: &str, from_tag: &str) -> u64 {
+        self.hasher.hash_one((call_id, from_tag))
+    }
+
+    fn file(index: &mut HashMap<u64, Bucket>, hash: u64, key: u64) {
+        match index.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(key),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Bucket::One(key));
+            }
+        }
+    }
+
+    fn unfile(index: &mut HashMap<u64, Bucket>, hash: u64, key: u64) {
+        if let Some(bucket) = index.get_mut(&hash)
+            && !bucket.remove(key)
+        {
+            index.remove(&hash);
+        }
+    }
+
     fn index(&mut self, r: &Record) {
-        self.by_uri.entry(r.pres_uri.clone()).or_default().push(r.key);
+        let h = self.uri_hash(&r.pres_uri);
+        Self::file(&mut self.by_uri, h, r.key);
         if let Kind::Subscribe(s) = &r.kind {
-            self.by_dialog.insert((s.call_id.clone(), s.from_tag.clone()), r.key);
+            let h = self.dialog_hash(&s.call_id, &s.from_tag);
+            Self::file(&mut self.by_dialog, h, r.key);
         }
     }
 
     fn unindex(&mut self, r: &Record) {
-        if let Some(keys) = self.by_uri.get_mut(&r.pres_uri) {
-            keys.retain(|k| *k != r.key);
-            if keys.is_empty() {
-                self.by_uri.remove(&r.pres_uri);
-            }
-        }
+        let h = self.uri_hash(&r.pres_uri);
+        Self::unfile(&mut self.by_uri, h, r.key);
         if let Kind::Subscribe(s) = &r.kind {
-            let k = (s.call_id.clone(), s.from_tag.clone());
-            if self.by_dialog.get(&k) == Some(&r.key) {
-                self.by_dialog.remove(&k);
-            }
+            let h = self.dialog_hash(&s.call_id, &s.from_tag);
+            Self::unfile(&mut self.by_dialog, h, r.key);
         }
     }
 
     fn newest(&self, pres_uri: &str, pred: impl Fn(&Record) -> bool) -> Option<Record> {
-        self.by_uri.get(pres_uri)?.iter().rev().filter_map(|k| self.records.get(k)).find(|r| pred(r)).cloned()
+        self.by_uri
+            .get(&self.uri_hash(pres_uri))?
+            .newest_first()
+            .filter_map(|k| self.records.get(&k))
+            .find(|r| r.pres_uri == pres_uri && pred(r))
+            .cloned()
     }
 
     /// Loads a record read from the database at start (already written: not dirty).
@@ -172,8 +258,12 @@ impl Records for MemoryStore {
     }
 
     fn find_dialog(&mut self, call_id: &str, from_tag: &str) -> Option<Record> {
-        let key = self.by_dialog.get(&(call_id.to_string(), from_tag.to_string()))?;
-        self.records.get(key).cloned()
+        self.by_dialog
+            .get(&self.dialog_hash(call_id, from_tag))?
+            .newest_first()
+            .filter_map(|k| self.records.get(&k))
+            .find(|r| r.subs().is_some_and(|s| s.call_id == call_id && s.from_tag == from_tag))
+            .cloned()
     }
 
     fn insert(&mut self, mut r: Record) -> u64 {
@@ -182,12 +272,16 @@ impl Records for MemoryStore {
         self.index(&r);
         let key = r.key;
         self.records.insert(key, r);
-        self.dirty.insert(key);
+        self.dirty.insert(key, true);
         key
     }
 
     fn update(&mut self, r: &Record) {
         let Some(old) = self.records.get(&r.key) else { return };
+        let body_changed = match (old.publ(), r.publ()) {
+            (Some(a), Some(b)) => a.body != b.body || a.content_type != b.content_type,
+            _ => false,
+        };
         let reindex = match (&old.kind, &r.kind) {
             (Kind::Subscribe(a), Kind::Subscribe(b)) => a.call_id != b.call_id || a.from_tag != b.from_tag,
             _ => false,
@@ -197,8 +291,8 @@ impl Records for MemoryStore {
             self.unindex(&old);
             self.index(r);
         }
+        *self.dirty.entry(r.key).or_insert(false) |= body_changed;
         self.records.insert(r.key, r.clone());
-        self.dirty.insert(r.key);
     }
 
     fn remove(&mut self, key: u64) {
@@ -211,8 +305,8 @@ impl Records for MemoryStore {
         }
     }
 
-    fn due(&mut self, before: i64) -> Vec<Record> {
-        self.records.values().filter(|r| r.expires < before).cloned().collect()
+    fn due(&mut self, before: i64) -> Vec<u64> {
+        self.records.values().filter(|r| r.expires < before).map(|r| r.key).collect()
     }
 
     fn all(&mut self) -> Vec<Record> {
@@ -226,11 +320,13 @@ impl Records for MemoryStore {
         (p, self.records.len() - p)
     }
 
-    /// The changes since the last call: records to insert or update, and row ids to delete.
-    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
-        let keys: Vec<u64> = self.dirty.drain().collect();
-        let changed = keys.iter().filter_map(|k| self.records.get(k).cloned()).collect();
-        Some((changed, std::mem::take(&mut self.deleted_rows)))
+    /// The changes since the last call (only keys: the module copies the records a batch at a
+    /// time, so a write-back of everything never holds a second copy of everything).
+    fn take_changes(&mut self) -> Option<Changes> {
+        // Taken, not drained: the map gives its capacity back after a burst of changes.
+        let mut records: Vec<(u64, bool)> = std::mem::take(&mut self.dirty).into_iter().collect();
+        records.sort_unstable();
+        Some(Changes { records, deleted: std::mem::take(&mut self.deleted_rows) })
     }
 
     /// When the record went away while its row was being written, the row is deleted next.
@@ -241,9 +337,13 @@ impl Records for MemoryStore {
         }
     }
 
-    fn requeue(&mut self, keys: Vec<u64>, deleted: Vec<i64>) {
-        self.dirty.extend(keys.into_iter().filter(|k| self.records.contains_key(k)));
-        self.deleted_rows.extend(deleted);
+    fn requeue(&mut self, changes: Changes) {
+        for (key, body) in changes.records {
+            if self.records.contains_key(&key) {
+                *self.dirty.entry(key).or_insert(false) |= body;
+            }
+        }
+        self.deleted_rows.extend(changes.deleted);
     }
 }
 
@@ -269,7 +369,7 @@ impl Records for Box<dyn Records> {
     fn remove(&mut self, key: u64) {
         (**self).remove(key)
     }
-    fn due(&mut self, before: i64) -> Vec<Record> {
+    fn due(&mut self, before: i64) -> Vec<u64> {
         (**self).due(before)
     }
     fn all(&mut self) -> Vec<Record> {
@@ -284,14 +384,14 @@ impl Records for Box<dyn Records> {
     fn commit(&mut self) {
         (**self).commit()
     }
-    fn take_changes(&mut self) -> Option<(Vec<Record>, Vec<i64>)> {
+    fn take_changes(&mut self) -> Option<Changes> {
         (**self).take_changes()
     }
     fn set_db_id(&mut self, key: u64, db_id: i64) {
         (**self).set_db_id(key, db_id)
     }
-    fn requeue(&mut self, keys: Vec<u64>, deleted: Vec<i64>) {
-        (**self).requeue(keys, deleted)
+    fn requeue(&mut self, changes: Changes) {
+        (**self).requeue(changes)
     }
 }
 
@@ -365,13 +465,34 @@ mod tests {
     fn tracks_changes_for_write_back() {
         let mut s = MemoryStore::new();
         let k = s.insert(publ("sip:a@x", "i", "e", 1, 1));
-        let (changed, deleted) = s.take_changes().unwrap();
-        assert_eq!((changed.len(), deleted.len()), (1, 0));
+        assert_eq!(
+            s.take_changes().unwrap(),
+            Changes { records: vec![(k, true)], deleted: vec![] },
+            "new: with its body"
+        );
         s.set_db_id(k, 77);
-        assert!(s.take_changes().unwrap().0.is_empty());
+        assert!(s.take_changes().unwrap().records.is_empty());
+        // A refresh (new ETag, same body) leaves the body row alone; a new body does not.
+        let mut r = s.get(k).unwrap();
+        r.publ_mut().unwrap().etag = "e2".into();
+        s.update(&r);
+        assert_eq!(s.take_changes().unwrap().records, vec![(k, false)]);
+        r.publ_mut().unwrap().body = Some("<new/>".into());
+        s.update(&r);
+        r.publ_mut().unwrap().etag = "e3".into();
+        s.update(&r);
+        let changes = s.take_changes().unwrap();
+        assert_eq!(changes.records, vec![(k, true)]);
+        // A failed write-back comes back whole.
+        s.requeue(changes);
+        assert_eq!(s.take_changes().unwrap().records, vec![(k, true)]);
         s.remove(k);
-        assert_eq!(s.take_changes().unwrap().1, vec![77]);
+        assert_eq!(s.take_changes().unwrap().deleted, vec![77]);
         s.set_db_id(12345, 78);
-        assert_eq!(s.take_changes().unwrap().1, vec![78], "a row written for a record removed meanwhile is deleted");
+        assert_eq!(
+            s.take_changes().unwrap().deleted,
+            vec![78],
+            "a row written for a record removed meanwhile is deleted"
+        );
     }
 }

@@ -486,6 +486,24 @@ fn restart_against_kamailio(db: &dbs::Database, db_mode: u8, how: Stop) {
         (watcher.callid.as_str(), watcher.to_tag.as_str(), watcher.from_tag.as_str())
     );
     assert_eq!(of_kind(&host, "alice", "publish")[0]["etag"], p[0].etag.as_str());
+
+    // Once more: what the refreshes changed (ETag, CSeq, expiry) was stored too (db_mode 0:
+    // rewritten in place by the write-back; db_mode 2: as it happened).
+    let (pub_now, sub_now) =
+        (of_kind(&host, "alice", "publish")[0].clone(), of_kind(&host, "alice", "subscribe")[0].clone());
+    match how {
+        Stop::Term => assert!(host.stop().is_some_and(|s| s.success()), "{}", host.log()),
+        Stop::Kill => host.kill(),
+    }
+    host.restart();
+    let (pub_again, sub_again) =
+        (of_kind(&host, "alice", "publish")[0].clone(), of_kind(&host, "alice", "subscribe")[0].clone());
+    for k in ["etag", "expires", "body_bytes"] {
+        assert_eq!(pub_again[k], pub_now[k], "{k}: {pub_again} vs {pub_now}");
+    }
+    for k in ["cseq", "expires", "call_id"] {
+        assert_eq!(sub_again[k], sub_now[k], "{k}: {sub_again} vs {sub_now}");
+    }
 }
 
 #[test]

@@ -159,8 +159,16 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
         if columns.is_empty() {
             return Err(format!("nothing to write to {table}"));
         }
-        if columns.len() != op.values.len() {
+        // INSERT and UPSERT may carry several rows: the values are row after row.
+        let rows_ok = match op.kind {
+            UPDATE => columns.len() == op.values.len(),
+            _ => !op.values.is_empty() && op.values.len().is_multiple_of(columns.len()),
+        };
+        if !rows_ok {
             return Err(format!("{} columns but {} values for {table}", columns.len(), op.values.len()));
+        }
+        if op.kind == INSERT && !op.returning.is_empty() && op.values.len() != columns.len() {
+            return Err(format!("an insert into {table} returning an id takes one row"));
         }
     }
     match op.kind {
@@ -183,14 +191,17 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
         INSERT | UPSERT => {
             q.push("INSERT INTO ").ident(table)?.push(" (");
             q.column_list(&columns)?;
-            q.push(") VALUES (");
-            for (i, v) in op.values.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
+            q.push(") VALUES ");
+            for (r, row) in op.values.chunks(columns.len()).enumerate() {
+                q.push(if r > 0 { ", (" } else { "(" });
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.value(v);
                 }
-                q.value(v);
+                q.push(")");
             }
-            q.push(")");
             // PostgreSQL reports a new id only through RETURNING; SQLite and MySQL give it with
             // the result (`last_insert_rowid`, `LAST_INSERT_ID`).
             if op.kind == INSERT && !op.returning.is_empty() && dialect == Dialect::Postgres {
@@ -322,6 +333,31 @@ mod tests {
         );
         let (m, _) = render(Dialect::Mysql, &o).unwrap();
         assert!(m.ends_with("ON DUPLICATE KEY UPDATE `table_version` = VALUES(`table_version`)"), "{m}");
+    }
+
+    #[test]
+    fn upserts_of_many_rows() {
+        let mut o = op(
+            UPSERT,
+            &["id", "expires"],
+            vec![FfiDbValue::Int(1), FfiDbValue::Int(10), FfiDbValue::Int(2), FfiDbValue::Int(20)],
+            vec![],
+        );
+        o.key_columns = vec![RString::from("id")].into();
+        let (pg, binds) = render(Dialect::Postgres, &o).unwrap();
+        assert_eq!(
+            pg,
+            r#"INSERT INTO "pua" ("id", "expires") VALUES ($1, $2), ($3, $4) ON CONFLICT ("id") DO UPDATE SET "expires" = excluded."expires""#
+        );
+        assert_eq!(binds.len(), 4);
+        let (my, _) = render(Dialect::Mysql, &o).unwrap();
+        assert!(my.contains("VALUES (?, ?), (?, ?) ON DUPLICATE KEY"), "{my}");
+        // A row cut short, and an id asked of several rows, are refused.
+        o.values.pop();
+        assert!(render(Dialect::Sqlite, &o).is_err());
+        let mut ins = op(INSERT, &["id"], vec![FfiDbValue::Int(1), FfiDbValue::Int(2)], vec![]);
+        ins.returning = "id".into();
+        assert!(render(Dialect::Postgres, &ins).unwrap_err().contains("one row"));
     }
 
     #[test]

@@ -449,7 +449,11 @@ mod sqlite_tests {
     use abi_stable::std_types::RString;
 
     fn op(kind: u8, table: &str, cols: &[&str], values: Vec<FfiDbValue>) -> FfiDbOp {
-        FfiDbOp { columns: cols.iter().map(|c| RString::from(*c)).collect(), values: values.into(), ..FfiDbOp::new(kind, table) }
+        FfiDbOp {
+            columns: cols.iter().map(|c| RString::from(*c)).collect(),
+            values: values.into(),
+            ..FfiDbOp::new(kind, table)
+        }
     }
 
     /// A real SQLite file with Kamailio's schema: DATETIME columns come back as DateTime.

@@ -84,7 +84,9 @@ impl Metrics {
     /// it shows what records really cost while RSS also shows fragmentation.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn sample_heap(&self) {
-        if let Ok(g) = self.gauge("", "heap_allocated_bytes", "heap in use by the process (glibc mallinfo2: uordblks + hblkhd)") {
+        if let Ok(g) =
+            self.gauge("", "heap_allocated_bytes", "heap in use by the process (glibc mallinfo2: uordblks + hblkhd)")
+        {
             // SAFETY: mallinfo2 has no preconditions; it only reads the allocator's statistics.
             let info = unsafe { libc::mallinfo2() };
             g.store((info.uordblks + info.hblkhd) as i64, std::sync::atomic::Ordering::Relaxed);

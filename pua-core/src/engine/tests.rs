@@ -11,7 +11,7 @@ const PIDF: &str = r#"<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:
 
 fn engine() -> Engine<MemoryStore> {
     let mut n = 0;
-    Engine::new(Config::for_tests(), Events::with_defaults(false, false), MemoryStore::new(), move || {
+    Engine::new(Config::defaults(), Events::with_defaults(false, false), MemoryStore::new(), move || {
         n += 1;
         format!("tok{n}")
     })
@@ -228,7 +228,7 @@ fn timeouts_change_nothing_failures_remove() {
 
 #[test]
 fn dialog_info_version_rewrite() {
-    let mut cfg = Config::for_tests();
+    let mut cfg = Config::defaults();
     cfg.dlginfo_increase_version = true;
     let mut e = Engine::new(cfg, Events::with_defaults(true, false), MemoryStore::new(), || "t".to_string());
     let d = r#"<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="5" state="full" entity="sip:a@b"/>"#;

@@ -28,9 +28,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("serve") => {
-            serve(args.get(2).and_then(|p| p.parse().ok()).unwrap_or(5099), args.iter().position(|a| a == "--expires").map(|_| arg(&args, "--expires", 3600)))
-        }
+        Some("serve") => serve(
+            args.get(2).and_then(|p| p.parse().ok()).unwrap_or(5099),
+            args.iter().position(|a| a == "--expires").map(|_| arg(&args, "--expires", 3600)),
+        ),
         Some("send") => {
             let target: SocketAddr = args.get(2).and_then(|t| t.parse().ok()).expect("sipload send HOST:PORT");
             send(
