@@ -26,12 +26,14 @@ pub struct Config {
     pub db_table_lock_write: bool,
     pub check_remote_contact: bool,
     pub fetch_rows: i64,
+    /// `hash_size`: see [`Config::table_capacity`].
+    pub hash_size: i64,
 }
 
 /// The modparam declarations (name, type, default, range, doc), as Kamailio's pua has them.
 pub fn declare() -> Vec<Param> {
     vec![
-        Param::int("hash_size", -1).doc("hash table size as a power of 2 (Kamailio's; memory mode here sizes itself)"),
+        Param::int("hash_size", -1).doc("records the memory table holds before it first grows, as a power of 2 (<= 1: 512); it grows as needed"),
         Param::str("db_url", "sqlite://pua.sqlite").doc("database URL (sqlite://, postgres://, mysql://); relative SQLite paths are next to the config"),
         Param::str("db_table", "pua").doc("table of the records (version 7)"),
         Param::int("min_expires", 0).doc("smallest Expires sent; negative values become 0"),
@@ -84,7 +86,14 @@ impl Config {
             db_table_lock_write: p.int("db_table_lock_write") == 1,
             check_remote_contact: p.int("check_remote_contact") == 1,
             fetch_rows: p.int("fetch_rows"),
+            hash_size: p.int("hash_size"),
         })
+    }
+
+    /// Initial record capacity from `hash_size` (Kamailio: `1 << hash_size` buckets, 512 when
+    /// hash_size <= 1). Capped at 2^20 so a large value cannot reserve gigabytes at start.
+    pub fn table_capacity(&self) -> usize {
+        if self.hash_size <= 1 { 512 } else { 1usize << self.hash_size.min(20) }
     }
 
     /// Kamailio's defaults, with no database (tests and benchmarks).
@@ -102,6 +111,7 @@ impl Config {
             db_table_lock_write: true,
             check_remote_contact: true,
             fetch_rows: 500,
+            hash_size: -1,
         }
     }
 
@@ -145,5 +155,17 @@ mod tests {
         assert_eq!(c.subscribe_expires(0), 0, "an unsubscribe stays an unsubscribe");
         assert_eq!(c.subscribe_expires(200), 300);
         assert_eq!(c.subscribe_expires(301), 311);
+    }
+
+    #[test]
+    fn hash_size_presizes_the_table() {
+        let mut c = Config::defaults();
+        assert_eq!(c.table_capacity(), 512, "the default (-1) gives Kamailio's 512");
+        c.hash_size = 1;
+        assert_eq!(c.table_capacity(), 512);
+        c.hash_size = 14;
+        assert_eq!(c.table_capacity(), 16384);
+        c.hash_size = 60;
+        assert_eq!(c.table_capacity(), 1 << 20, "capped");
     }
 }

@@ -405,8 +405,8 @@ impl Module for PuaModule {
             }
             (Some(db), DbMode::WriteBack) => {
                 storage::prepare(db, &cfg.db_table)?;
-                let mut store = MemoryStore::new();
-                let loaded = storage::load_all(db, &cfg.db_table)?;
+                let mut store = MemoryStore::with_capacity(cfg.table_capacity());
+                let loaded = storage::load_all(db, &cfg.db_table, cfg.fetch_rows as u64)?;
                 tracing::info!(records = loaded.len(), "pua records loaded");
                 for r in loaded {
                     store.load(r);
@@ -414,7 +414,7 @@ impl Module for PuaModule {
                 Box::new(store)
             }
             (None, DbMode::DbOnly) => return Err(Error::new("db_mode 2 needs a db_url")),
-            (None, DbMode::WriteBack) => Box::new(MemoryStore::new()),
+            (None, DbMode::WriteBack) => Box::new(MemoryStore::with_capacity(cfg.table_capacity())),
         };
         let update_period = cfg.update_period;
         let metrics = Metrics {

@@ -148,27 +148,46 @@ fn delete_row(exec: &Executor, table: &str, id: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every record of the table, with bodies (db_mode 0 start).
-pub fn load_all(db: &Db, table: &str) -> Result<Vec<Record>, Error> {
-    let rows = db.select(table).order_by("id").run()?;
-    let bodies = db.select(BODY_TABLE).run()?;
-    let mut by_id = std::collections::HashMap::new();
-    for b in bodies.iter() {
-        by_id.insert(b.int("pua_id"), (b.str("body").to_string(), b.str("content_type").to_string()));
+/// Every record of the table, with bodies (db_mode 0 start), read `fetch_rows` rows at a time
+/// (Kamailio's `db_fetch_query` batches).
+pub fn load_all(db: &Db, table: &str, fetch_rows: u64) -> Result<Vec<Record>, Error> {
+    let mut bodies = std::collections::HashMap::new();
+    let mut last = i64::MIN;
+    loop {
+        let page = db
+            .select(BODY_TABLE)
+            .filter(Cond::new("pua_id", Op::Gt, last))
+            .order_by("pua_id")
+            .limit(fetch_rows)
+            .run()?;
+        for b in page.iter() {
+            last = b.int("pua_id");
+            bodies.insert(last, (b.str("body").to_string(), b.str("content_type").to_string()));
+        }
+        if (page.len() as u64) < fetch_rows {
+            break;
+        }
     }
-    Ok(rows
-        .iter()
-        .map(|row| {
+    let mut records = Vec::new();
+    let mut last = i64::MIN;
+    loop {
+        let page = db.select(table).filter(Cond::new("id", Op::Gt, last)).order_by("id").limit(fetch_rows).run()?;
+        for row in page.iter() {
             let mut r = from_row(&row);
+            last = r.db_id.unwrap_or(last);
             if let (Some(id), Some(p)) = (r.db_id, r.publ_mut())
-                && let Some((body, ct)) = by_id.remove(&id)
+                && let Some((body, ct)) = bodies.remove(&id)
             {
                 p.body = Some(body);
                 p.content_type = ct;
             }
-            r
-        })
-        .collect())
+            records.push(r);
+        }
+        if (page.len() as u64) < fetch_rows {
+            break;
+        }
+    }
+    Ok(records)
 }
 
 /// One write-back (db_mode 0): inserts and updates of changed records and deletes of removed

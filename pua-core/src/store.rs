@@ -181,6 +181,11 @@ impl MemoryStore {
         Self { next_key: 1, ..Default::default() }
     }
 
+    /// A store with room for `n` records before its tables grow (`hash_size`).
+    pub fn with_capacity(n: usize) -> Self {
+        Self { records: HashMap::with_capacity(n), by_uri: HashMap::with_capacity(n), ..Self::new() }
+    }
+
     fn uri_hash(&self, pres_uri: &str) -> u64 {
         self.hasher.hash_one(pres_uri)
     }

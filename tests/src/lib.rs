@@ -300,6 +300,7 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+pub mod dbs;
 pub mod kamailio;
 
 /// A raw SIP client for the tests: sends text over UDP or TCP, reads replies.

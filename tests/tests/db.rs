@@ -2,64 +2,13 @@
 //! make Kamailio's schema, and a module's statements (transaction with a table lock, upsert,
 //! DATETIME columns, version check) behave the same on all three.
 //!
-//! PostgreSQL (127.0.0.1:5432, trust) and MariaDB (127.0.0.1:3306, root without password) run
-//! on the test machine; each test creates a database with a unique name and drops it.
+//! PostgreSQL and MariaDB come from `PUAHOST_TEST_POSTGRES` / `PUAHOST_TEST_MYSQL` (see
+//! `e2e::dbs`); each test creates a database with a unique name and drops it.
 
 use std::process::Command;
 
-use e2e::{Host, TempDir, cli, text};
+use e2e::{Host, TempDir, cli, dbs, text};
 use serde_json::json;
-
-/// A database created for one test and dropped afterwards.
-struct Database {
-    url: String,
-    drop: Box<dyn Fn()>,
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        (self.drop)();
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql is missing (Debian package postgresql-client)");
-    assert!(out.status.success(), "psql {sql}: {}", text(&out));
-}
-
-fn mariadb(sql: &str) {
-    let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
-        .output()
-        .expect("mariadb client is missing (Debian package mariadb-client)");
-    assert!(out.status.success(), "mariadb {sql}: {}", text(&out));
-}
-
-fn postgres_db() -> Database {
-    let name = unique("puahost_e2e");
-    psql(&format!("CREATE DATABASE {name}"));
-    Database {
-        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-        drop: Box::new(move || psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))),
-    }
-}
-
-fn mariadb_db() -> Database {
-    let name = unique("puahost_e2e");
-    mariadb(&format!("CREATE DATABASE {name}"));
-    Database {
-        url: format!("mysql://root@127.0.0.1:3306/{name}"),
-        drop: Box::new(move || mariadb(&format!("DROP DATABASE IF EXISTS {name}"))),
-    }
-}
 
 /// create → check → a module's statements through the running host → a version mismatch is
 /// refused at init with a message naming the table.
@@ -134,32 +83,17 @@ fn sqlite_exec(file: &std::path::Path, sql: &str) {
 
 #[test]
 fn postgresql() {
-    let db = postgres_db();
-    let name = db.url.rsplit('/').next().unwrap().to_string();
-    exercise(&db.url, TempDir::new("db-pg"), move || {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                &name,
-                "-c",
-                "UPDATE version SET table_version = 8 WHERE table_name = 'location'",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+    let Some(db) = dbs::postgres() else { return };
+    exercise(&db.url, TempDir::new("db-pg"), || {
+        db.exec("UPDATE version SET table_version = 8 WHERE table_name = 'location'")
     });
 }
 
 #[test]
 fn mariadb_server() {
-    let db = mariadb_db();
-    let name = db.url.rsplit('/').next().unwrap().to_string();
-    exercise(&db.url, TempDir::new("db-mysql"), move || {
-        mariadb(&format!("UPDATE {name}.version SET table_version = 8 WHERE table_name = 'location'"));
+    let Some(db) = dbs::mariadb() else { return };
+    exercise(&db.url, TempDir::new("db-mysql"), || {
+        db.exec("UPDATE version SET table_version = 8 WHERE table_name = 'location'")
     });
 }
 

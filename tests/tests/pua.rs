@@ -7,81 +7,10 @@
 
 use std::time::Duration;
 
+use e2e::dbs;
 use e2e::kamailio::{Kamailio, SippServer};
 use e2e::{Host, eventually};
 use serde_json::{Value, json};
-
-mod dbs {
-    //! Databases for a test: SQLite in a directory that outlives the host, PostgreSQL and
-    //! MariaDB on loopback with a unique database name, dropped afterwards.
-    use std::process::Command;
-
-    use e2e::{TempDir, text};
-
-    pub struct Database {
-        pub url: String,
-        pub kind: &'static str,
-        _dir: Option<TempDir>,
-        drop: Option<Box<dyn Fn()>>,
-    }
-
-    impl Drop for Database {
-        fn drop(&mut self) {
-            if let Some(d) = &self.drop {
-                d();
-            }
-        }
-    }
-
-    fn unique(prefix: &str) -> String {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        format!("{prefix}_{}_{nanos}", std::process::id())
-    }
-
-    fn run(cmd: &str, args: &[&str]) {
-        let out = Command::new(cmd)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/install-test-deps.sh installs it)"));
-        assert!(out.status.success(), "{cmd} {args:?}: {}", text(&out));
-    }
-
-    pub fn sqlite() -> Database {
-        let dir = TempDir::new("pua-sqlite-data");
-        Database {
-            url: format!("sqlite://{}", dir.join("pua.sqlite").display()),
-            kind: "sqlite",
-            _dir: Some(dir),
-            drop: None,
-        }
-    }
-
-    pub fn postgres() -> Database {
-        let name = unique("puahost_pua");
-        let psql = |sql: String| {
-            run("psql", &["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", &sql])
-        };
-        psql(format!("CREATE DATABASE {name}"));
-        Database {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            kind: "postgres",
-            _dir: None,
-            drop: Some(Box::new(move || psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))),
-        }
-    }
-
-    pub fn mariadb() -> Database {
-        let name = unique("puahost_pua");
-        let my = |sql: String| run("mariadb", &["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", &sql]);
-        my(format!("CREATE DATABASE {name}"));
-        Database {
-            url: format!("mysql://root@127.0.0.1:3306/{name}"),
-            kind: "mariadb",
-            _dir: None,
-            drop: Some(Box::new(move || my(format!("DROP DATABASE IF EXISTS {name}")))),
-        }
-    }
-}
 
 /// Host config: pua + testpua, NOTIFYs matched and answered through the route.
 fn config(db_url: &str, db_mode: u8, extra: &str) -> String {
@@ -231,22 +160,26 @@ fn kamailio_presence_sqlite_db_mode_2() {
 
 #[test]
 fn kamailio_presence_postgres_db_mode_0() {
-    against_kamailio(&dbs::postgres(), 0);
+    let Some(db) = dbs::postgres() else { return };
+    against_kamailio(&db, 0);
 }
 
 #[test]
 fn kamailio_presence_postgres_db_mode_2() {
-    against_kamailio(&dbs::postgres(), 2);
+    let Some(db) = dbs::postgres() else { return };
+    against_kamailio(&db, 2);
 }
 
 #[test]
 fn kamailio_presence_mariadb_db_mode_0() {
-    against_kamailio(&dbs::mariadb(), 0);
+    let Some(db) = dbs::mariadb() else { return };
+    against_kamailio(&db, 0);
 }
 
 #[test]
 fn kamailio_presence_mariadb_db_mode_2() {
-    against_kamailio(&dbs::mariadb(), 2);
+    let Some(db) = dbs::mariadb() else { return };
+    against_kamailio(&db, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +366,8 @@ fn restart_against_kamailio(db: &dbs::Database, db_mode: u8, how: Stop) {
     let kam = Kamailio::start_presence_with("children=1\nmodparam(\"presence\", \"max_expires\", 20)");
     let mut host = Host::start(
         &format!("pua-restart-{}-{db_mode}", db.kind),
-        &config(&db.url, db_mode, &format!("outbound_proxy = \"{}\"", kam.uri())),
+        // fetch_rows = 1: the start-up load reads a row per page.
+        &config(&db.url, db_mode, &format!("outbound_proxy = \"{}\"\nfetch_rows = 1", kam.uri())),
     );
     let alice = "sip:alice@example.com";
     assert_eq!(publish(&host, alice, -1, &pidf(alice, "open", "kept across restarts"), "r1", 1), 0);
@@ -518,22 +452,26 @@ fn restart_sigkill_sqlite_db_mode_2() {
 
 #[test]
 fn restart_sigterm_postgres_db_mode_0() {
-    restart_against_kamailio(&dbs::postgres(), 0, Stop::Term);
+    let Some(db) = dbs::postgres() else { return };
+    restart_against_kamailio(&db, 0, Stop::Term);
 }
 
 #[test]
 fn restart_sigkill_postgres_db_mode_2() {
-    restart_against_kamailio(&dbs::postgres(), 2, Stop::Kill);
+    let Some(db) = dbs::postgres() else { return };
+    restart_against_kamailio(&db, 2, Stop::Kill);
 }
 
 #[test]
 fn restart_sigterm_mariadb_db_mode_0() {
-    restart_against_kamailio(&dbs::mariadb(), 0, Stop::Term);
+    let Some(db) = dbs::mariadb() else { return };
+    restart_against_kamailio(&db, 0, Stop::Term);
 }
 
 #[test]
 fn restart_sigkill_mariadb_db_mode_2() {
-    restart_against_kamailio(&dbs::mariadb(), 2, Stop::Kill);
+    let Some(db) = dbs::mariadb() else { return };
+    restart_against_kamailio(&db, 2, Stop::Kill);
 }
 
 /// After a restart a 412 is still answered with the whole body: it comes from pua_body.
@@ -565,4 +503,72 @@ fn restart_sigterm_db_mode_0_then_412_republishes_the_stored_body() {
 #[test]
 fn restart_sigkill_db_mode_2_then_412_republishes_the_stored_body() {
     restart_then_412(2, Stop::Kill);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input from the network: clear log lines, nothing stored wrongly, the host stays up.
+
+/// A raw UDP "presence server" the test answers by hand.
+fn recv_request(sock: &std::net::UdpSocket) -> (String, std::net::SocketAddr) {
+    let mut buf = vec![0u8; 65535];
+    let (n, from) = sock.recv_from(&mut buf).expect("a request from pua within the timeout");
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+}
+
+fn answer(sock: &std::net::UdpSocket, to: std::net::SocketAddr, request: &str, extra: &str) {
+    let reply = e2e::kamailio::reply(request, 200, "OK")
+        .replace("Content-Length: 0\r\n", &format!("{extra}Content-Length: 0\r\n"));
+    sock.send_to(reply.as_bytes(), to).unwrap();
+}
+
+#[test]
+fn bad_replies_and_notifies_change_nothing() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let proxy = format!("sip:{}", sock.local_addr().unwrap());
+    let (mut host, _db) = wire_host("pua-bad-input", &proxy, Store::SqliteDbOnly);
+    let uri = "sip:alice@sip.test";
+
+    // A 2xx without SIP-ETag: the caller hears 200, nothing is stored (no ETag to refresh with).
+    assert_eq!(publish(&host, uri, 60, &pidf(uri, "open", "a"), "p1", 1), 0);
+    let (req, from) = recv_request(&sock);
+    answer(&sock, from, &req, "Expires: 60\r\n");
+    wait_callbacks(&host, 1, 1);
+    assert!(list(&host, "").is_empty(), "{:?}", list(&host, ""));
+
+    // Garbage, then a 2xx whose Expires is not a number: the garbage is dropped by the parser,
+    // the 2xx stores nothing.
+    assert_eq!(publish(&host, uri, 60, &pidf(uri, "open", "b"), "p1", 2), 0);
+    let (req, from) = recv_request(&sock);
+    sock.send_to(b"SIP/2.0 200\r\n\x00\xff garbage", from).unwrap();
+    answer(&sock, from, &req, "SIP-ETag: e1\r\nExpires: soon\r\n");
+    wait_callbacks(&host, 2, 1);
+    assert!(list(&host, "").is_empty(), "{:?}", list(&host, ""));
+
+    // A good one is stored.
+    assert_eq!(publish(&host, uri, 60, &pidf(uri, "open", "c"), "p1", 3), 0);
+    let (req, from) = recv_request(&sock);
+    answer(&sock, from, &req, "SIP-ETag: e2\r\nExpires: 60\r\n");
+    wait_callbacks(&host, 3, 1);
+    let before = list(&host, "");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0]["etag"], "e2");
+
+    // NOTIFYs without tags, with a broken Contact, with junk: pua_update_contact() refuses them,
+    // testpua answers 481, the record is untouched.
+    let mut c = e2e::sip::Client::udp(host.sip_addr());
+    for extra in [
+        &["Event: presence", "Contact: <sip:x@127.0.0.1>"][..],
+        &["Event: presence", "Contact: <<<not a uri", "Subscription-State: active"][..],
+        &["Event: presence", "Contact: *"][..],
+    ] {
+        let notify =
+            e2e::sip::request(&c, "NOTIFY", &format!("sip:watcher@127.0.0.1:{}", host.sip), extra, "<presence/>\u{1}");
+        let r = c.transact(&notify);
+        assert!(e2e::sip::status(&r) >= 400, "{r}");
+    }
+    c.send(b"NOTIFY sip:x SIP/2.0\r\nVia: broken\r\n\r\n");
+    assert!(host.alive(), "{}", host.log());
+    assert_eq!(list(&host, ""), before);
+    assert!(host.log().contains("PUBLISH 2xx without SIP-ETag or Expires"), "{}", host.log());
 }
