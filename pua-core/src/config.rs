@@ -39,7 +39,7 @@ pub fn declare() -> Vec<Param> {
         Param::int("min_expires", 0).doc("smallest Expires sent; negative values become 0"),
         Param::int("default_expires", 3600).doc("Expires used when the caller gives none (< 600 is replaced by 3600, as Kamailio does)"),
         Param::int("update_period", 100).doc("seconds between refresh passes (every update_period-5 s) and write-backs; 0 disables both; 1..5 is refused"),
-        Param::opt_str("outbound_proxy").doc("next hop for PUBLISH when the caller gives none, and for every refresh"),
+        Param::opt_str("outbound_proxy").doc("next hop for PUBLISH (refreshes included) when the caller gave none; SUBSCRIBE uses only the caller's"),
         Param::int("dlginfo_increase_version", 0).range(0..=1).doc("1: rewrite dialog-info@version on every dialog PUBLISH"),
         Param::int("reginfo_increase_version", 0).range(0..=1).doc("1: rewrite reginfo@version on every reg PUBLISH"),
         Param::int("db_mode", 0).range(0..=2).doc("0: memory with write-back; 2: database only (1 is mapped to 0, as Kamailio does)"),
