@@ -11,15 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
 hold=${2:-150}
-bin=target/release/puahost
-load=target/release/sipload
-dir=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1/stat"; }
+source bench/lib.sh
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$dir"; }
-trap cleanup EXIT
 
 srv=$(free_port)
 "$load" serve "$srv" --expires 60 & pids+=($!)
@@ -61,24 +54,25 @@ now() { python3 -c 'import time; print(time.time())'; }
 
 sleep 1
 rss0=$(rss_kb $host); heap0=$(heap)
-echo "== $n PUBLISH through send_publish (testpua.load), each answered 200"
-t0=$(now); c0=$(cpu $host)
-rpc testpua.load "[$n, \"pub\", \"127.0.0.1\"]" >/dev/null
-secs=$(wait_loaded "$n" "$t0"); c1=$(cpu $host)
-read -r ok failed < <(loaded)
-python3 -c "print(f'   {$ok} ok, {$failed} failed in {$secs} s: {$n/$secs:,.0f} PUBLISH/s; host CPU {($c1-$c0):.2f} s ({1e6*($c1-$c0)/$n:.1f} us per PUBLISH)')"
-sleep 6   # client transactions end (Timer K)
+# originate WHAT RPC PARAMS TOTAL: calls RPC (which queues $n requests), waits until TOTAL callbacks
+# have come (ok + failed, counted since the start), prints the rate and the host CPU per request.
+originate() {
+  local what=$1 method=$2 params=$3 total=$4 t0 c0 c1 secs ok failed
+  echo "== $n $what through the API ($method), each answered 200"
+  t0=$(now); c0=$(cpu $host)
+  rpc "$method" "$params" >/dev/null
+  secs=$(wait_loaded "$total" "$t0"); c1=$(cpu $host)
+  read -r ok failed < <(loaded)
+  python3 -c "print(f'   {$ok-$total+$n} ok, {$failed} failed in {$secs} s: {$n/$secs:,.0f} $what/s; host CPU {($c1-$c0):.2f} s ({1e6*($c1-$c0)/$n:.1f} us per $what)')"
+  sleep 6   # client transactions end (Timer K)
+}
+
+originate PUBLISH testpua.load "[$n, \"pub\", \"127.0.0.1\"]" "$n"
 rss1=$(rss_kb $host); heap1=$(heap)
 body=$(rpc pua.list '["sip:pub0@"]' | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"][0]["body_bytes"])')
 python3 -c "d=($heap1-$heap0)/$n; print(f'   heap +{($heap1-$heap0)/2**20:.1f} MiB: {d:.0f} bytes per publication, {d-$body:.0f} without its {$body}-byte body (RSS +{($rss1-$rss0)/1024:.1f} MiB)')"
 
-echo "== $n SUBSCRIBE through send_subscribe (testpua.load_subscribe), each answered 200"
-t0=$(now); c0=$(cpu $host)
-rpc testpua.load_subscribe "[$n, \"sub\", \"127.0.0.1\", \"sip:w@127.0.0.1:$sip\", \"sip:127.0.0.1:$srv\"]" >/dev/null
-secs=$(wait_loaded "$((2 * n))" "$t0"); c1=$(cpu $host)
-read -r ok failed < <(loaded)
-python3 -c "print(f'   {$ok-$n} ok, {$failed} failed in {$secs} s: {$n/$secs:,.0f} SUBSCRIBE/s; host CPU {($c1-$c0):.2f} s ({1e6*($c1-$c0)/$n:.1f} us per SUBSCRIBE)')"
-sleep 6
+originate SUBSCRIBE testpua.load_subscribe "[$n, \"sub\", \"127.0.0.1\", \"sip:w@127.0.0.1:$sip\", \"sip:127.0.0.1:$srv\"]" "$((2 * n))"
 rss2=$(rss_kb $host); heap2=$(heap)
 python3 -c "print(f'   heap +{($heap2-$heap1)/2**20:.1f} MiB: {($heap2-$heap1)/$n:.0f} bytes per subscription (dialog, route set, contacts) (RSS +{($rss2-$rss1)/1024:.1f} MiB)')"
 

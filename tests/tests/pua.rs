@@ -12,6 +12,29 @@ use e2e::kamailio::{Kamailio, SippServer};
 use e2e::{Host, eventually};
 use serde_json::{Value, json};
 
+/// The database a test runs on: SQLite always; PostgreSQL and MariaDB when their servers are
+/// configured (see `e2e::dbs`), else the test says it is skipped.
+fn database(kind: &str) -> Option<dbs::Database> {
+    match kind {
+        "postgres" => dbs::postgres(),
+        "mariadb" => dbs::mariadb(),
+        _ => Some(dbs::sqlite()),
+    }
+}
+
+/// `name: "kind", |db| body;` → a test `name` running `body` on a database of that kind.
+macro_rules! database_tests {
+    ($($test:ident: $kind:literal, $run:expr;)*) => {$(
+        #[test]
+        fn $test() {
+            if let Some(db) = database($kind) {
+                let run: &dyn Fn(&dbs::Database) = &$run;
+                run(&db);
+            }
+        }
+    )*};
+}
+
 /// Host config: pua + testpua, NOTIFYs matched and answered through the route.
 fn config(db_url: &str, db_mode: u8, extra: &str) -> String {
     format!(
@@ -148,38 +171,13 @@ fn against_kamailio(db: &dbs::Database, db_mode: u8) {
     );
 }
 
-#[test]
-fn kamailio_presence_sqlite_db_mode_0() {
-    against_kamailio(&dbs::sqlite(), 0);
-}
-
-#[test]
-fn kamailio_presence_sqlite_db_mode_2() {
-    against_kamailio(&dbs::sqlite(), 2);
-}
-
-#[test]
-fn kamailio_presence_postgres_db_mode_0() {
-    let Some(db) = dbs::postgres() else { return };
-    against_kamailio(&db, 0);
-}
-
-#[test]
-fn kamailio_presence_postgres_db_mode_2() {
-    let Some(db) = dbs::postgres() else { return };
-    against_kamailio(&db, 2);
-}
-
-#[test]
-fn kamailio_presence_mariadb_db_mode_0() {
-    let Some(db) = dbs::mariadb() else { return };
-    against_kamailio(&db, 0);
-}
-
-#[test]
-fn kamailio_presence_mariadb_db_mode_2() {
-    let Some(db) = dbs::mariadb() else { return };
-    against_kamailio(&db, 2);
+database_tests! {
+    kamailio_presence_sqlite_db_mode_0: "sqlite", |db| against_kamailio(db, 0);
+    kamailio_presence_sqlite_db_mode_2: "sqlite", |db| against_kamailio(db, 2);
+    kamailio_presence_postgres_db_mode_0: "postgres", |db| against_kamailio(db, 0);
+    kamailio_presence_postgres_db_mode_2: "postgres", |db| against_kamailio(db, 2);
+    kamailio_presence_mariadb_db_mode_0: "mariadb", |db| against_kamailio(db, 0);
+    kamailio_presence_mariadb_db_mode_2: "mariadb", |db| against_kamailio(db, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,38 +438,13 @@ fn restart_against_kamailio(db: &dbs::Database, db_mode: u8, how: Stop) {
     }
 }
 
-#[test]
-fn restart_sigterm_sqlite_db_mode_0() {
-    restart_against_kamailio(&dbs::sqlite(), 0, Stop::Term);
-}
-
-#[test]
-fn restart_sigkill_sqlite_db_mode_2() {
-    restart_against_kamailio(&dbs::sqlite(), 2, Stop::Kill);
-}
-
-#[test]
-fn restart_sigterm_postgres_db_mode_0() {
-    let Some(db) = dbs::postgres() else { return };
-    restart_against_kamailio(&db, 0, Stop::Term);
-}
-
-#[test]
-fn restart_sigkill_postgres_db_mode_2() {
-    let Some(db) = dbs::postgres() else { return };
-    restart_against_kamailio(&db, 2, Stop::Kill);
-}
-
-#[test]
-fn restart_sigterm_mariadb_db_mode_0() {
-    let Some(db) = dbs::mariadb() else { return };
-    restart_against_kamailio(&db, 0, Stop::Term);
-}
-
-#[test]
-fn restart_sigkill_mariadb_db_mode_2() {
-    let Some(db) = dbs::mariadb() else { return };
-    restart_against_kamailio(&db, 2, Stop::Kill);
+database_tests! {
+    restart_sigterm_sqlite_db_mode_0: "sqlite", |db| restart_against_kamailio(db, 0, Stop::Term);
+    restart_sigkill_sqlite_db_mode_2: "sqlite", |db| restart_against_kamailio(db, 2, Stop::Kill);
+    restart_sigterm_postgres_db_mode_0: "postgres", |db| restart_against_kamailio(db, 0, Stop::Term);
+    restart_sigkill_postgres_db_mode_2: "postgres", |db| restart_against_kamailio(db, 2, Stop::Kill);
+    restart_sigterm_mariadb_db_mode_0: "mariadb", |db| restart_against_kamailio(db, 0, Stop::Term);
+    restart_sigkill_mariadb_db_mode_2: "mariadb", |db| restart_against_kamailio(db, 2, Stop::Kill);
 }
 
 /// After a restart a 412 is still answered with the whole body: it comes from pua_body.
