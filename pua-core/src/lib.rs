@@ -331,9 +331,20 @@ impl PuaModule {
     /// `pua.list`: the stored records, so an operator can see why a lamp is dark.
     fn rpc_list(&self, call: &RpcCall) -> RpcResult {
         let filter = call.str(0).unwrap_or_default();
-        let records = {
+        let (records, names) = {
             let mut e = self.inner.engine.lock().unwrap_or_else(|p| p.into_inner());
-            e.records.all()
+            let records = e.records.all();
+            // Event names from the registry, so events added with add_event show theirs.
+            let names: std::collections::HashMap<i32, String> = records
+                .iter()
+                .map(|r| {
+                    (
+                        r.event,
+                        e.events.by_flag(r.event).map_or_else(|| r.event_name().to_string(), |ev| ev.name.clone()),
+                    )
+                })
+                .collect();
+            (records, names)
         };
         let t = now();
         let list: Vec<Value> = records
@@ -344,7 +355,7 @@ impl PuaModule {
                     "kind": if r.publ().is_some() { "publish" } else { "subscribe" },
                     "pres_uri": r.pres_uri,
                     "pres_id": r.id,
-                    "event": r.event_name(),
+                    "event": names.get(&r.event),
                     "event_flag": r.event,
                     "flag": r.flag,
                     "expires": r.expires,

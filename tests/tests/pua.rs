@@ -545,3 +545,39 @@ fn bad_replies_and_notifies_change_nothing() {
     assert_eq!(list(&host, ""), before);
     assert!(host.log().contains("PUBLISH 2xx without SIP-ETag or Expires"), "{}", host.log());
 }
+
+/// An event another module added with `add_event`: its name, Content-Type and body processor
+/// (called across the plugin boundary) shape the PUBLISH; a processor that panics fails the
+/// PUBLISH with an error code and leaves the host running.
+#[test]
+fn add_event_with_a_body_processor() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let proxy = format!("sip:{}", sock.local_addr().unwrap());
+    let (mut host, _db) = wire_host("pua-add-event", &proxy, Store::Memory);
+    let uri = "sip:carol@sip.test";
+    let code = host.result("testpua.publish", json!([uri, 60, "x-testpua", "hello", "t1", "", 1]));
+    assert_eq!(code, 0);
+    let (req, from) = recv_request(&sock);
+    assert_eq!(e2e::sip::header(&req, "Event").as_deref(), Some("x-testpua"), "{req}");
+    assert_eq!(e2e::sip::header(&req, "Content-Type").as_deref(), Some("text/plain"), "{req}");
+    assert!(req.ends_with("\r\n\r\n[v0] hello"), "{req}");
+    answer(&sock, from, &req, "SIP-ETag: x1\r\nExpires: 60\r\n");
+    wait_callbacks(&host, 1, 1);
+    let l = list(&host, "carol");
+    assert_eq!((l[0]["event"].as_str(), l[0]["tuple_id"].as_str()), (Some("x-testpua"), Some("tp-0")), "{l:?}");
+
+    // An update: the version moves on, the ETag is sent.
+    assert_eq!(host.result("testpua.publish", json!([uri, 60, "x-testpua", "again", "t1", "", 2])), 0);
+    let (req, from) = recv_request(&sock);
+    assert!(req.ends_with("[v1] again"), "{req}");
+    assert_eq!(e2e::sip::header(&req, "SIP-If-Match").as_deref(), Some("x1"), "{req}");
+    answer(&sock, from, &req, "SIP-ETag: x2\r\nExpires: 60\r\n");
+    wait_callbacks(&host, 2, 1);
+
+    // The processor panics: the PUBLISH is refused, nothing is sent, the record is unchanged.
+    assert_eq!(host.result("testpua.publish", json!([uri, 60, "x-testpua", "panic now", "t1", "", 3])), -1);
+    assert!(host.alive());
+    assert_eq!(list(&host, "carol")[0]["etag"], "x2");
+    assert!(host.log().contains("the body processor panicked"), "{}", host.log());
+}

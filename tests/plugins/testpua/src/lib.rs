@@ -8,6 +8,7 @@
 //! - `testpua.load COUNT PREFIX DOMAIN` → publishes COUNT presentities PREFIX<n>@DOMAIN at once,
 //!   returns immediately; `testpua.load_subscribe COUNT PREFIX DOMAIN CONTACT [PROXY]` the same
 //!   with "forever" SUBSCRIBEs to PREFIX<n>@DOMAIN; `testpua.loaded` → how many of them got a 2xx (for the benchmark).
+//! - Event `x-testpua` (flag 1<<20), added with `add_event` and a body processor.
 //! - Function `testpua_notify()`: for a NOTIFY, replies 200 when it matches a pua dialog
 //!   (established or temporary), 481 otherwise, and keeps its body.
 
@@ -29,7 +30,15 @@ pub struct TestPua {
     pua: Pua,
 }
 
+/// An event this module adds with `add_event`, with a body processor: the body goes out as
+/// `[v<version>] <body>` and the tuple id as `tp-<version>`; a body containing "panic" makes
+/// the processor panic (the host must survive it and the PUBLISH fail cleanly).
+const TEST_EVENT: (&str, i32) = ("x-testpua", 1 << 20);
+
 fn event_flag(name: &str) -> Result<i32, RpcFault> {
+    if name == TEST_EVENT.0 {
+        return Ok(TEST_EVENT.1);
+    }
     event::flag_by_name(name).ok_or_else(|| RpcFault::new(400, format!("unknown event {name}")))
 }
 
@@ -186,6 +195,13 @@ impl Module for TestPua {
 
     fn init(host: &Host, _params: &Params) -> Result<Self, Error> {
         let pua = Pua::bind(host)?;
+        let processor = |body: &str, version: i32, _tuple_id: &str| {
+            assert!(!body.contains("panic"), "asked to panic");
+            Ok((format!("[v{version}] {body}"), format!("tp-{version}")))
+        };
+        if pua.add_event(TEST_EVENT.1, TEST_EVENT.0, "text/plain", Some(processor)) != 0 {
+            return Err(Error::new("add_event failed"));
+        }
         pua.register_callback(i32::MAX, |record, reply| {
             if record.cb_param >= LOAD_BASE {
                 let counter = if (200..300).contains(&reply.code) && !reply.local { &LOAD_OK } else { &LOAD_FAILED };
