@@ -58,6 +58,8 @@ enum Command {
     ///
     /// Numeric arguments go as numbers; `s:` forces a string, `i:` a number. Write
     /// `puahost rpc = METHOD ...` to turn `=CRLF=` into CRLF in every parameter but the first.
+    /// pua.publish, pua.send_publish and pua.subscribe also take named options
+    /// (`--uri sip:a@b --event presence --body-file x.xml --expires 3600`).
     Rpc {
         /// Server URL (default: [rpc] http of --config, else http://127.0.0.1:5080/RPC).
         #[arg(long, conflicts_with = "fifo")]
@@ -180,6 +182,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", describe_core());
                 return Ok(ExitCode::SUCCESS);
             }
+            let module = config::canonical_module_name(&module).map_or(module, str::to_string);
             let file = loader::find_module(&module, &dirs)?;
             let m = loader::load_module(&module, &file)?;
             print!("{}", describe(&m));
@@ -193,7 +196,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 _ => (command[0].clone(), command[1..].to_vec(), false),
             };
             rpc::client::check_method(&method)?;
-            let params = rpc::client::params_from_args(&rest, expand)?;
+            let params = match rpc::shortcuts::params(&method, &rest) {
+                Some(named) => named?,
+                None => rpc::client::params_from_args(&rest, expand)?,
+            };
             let (mut url, mut fifo, mut reply_dir) = (url, fifo, reply_dir);
             if url.is_none()
                 && fifo.is_none()

@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 
 use plugin_api::api::pua::{
-    ERR_PUBLISH_NO_BODY, ERR_WRONG_ETAG, INSERT_TYPE, PublishInfo, REQ_OTHER, SubscribeInfo, UaRecord, source,
+    ERR_PUBLISH_NO_BODY, ERR_WRONG_ETAG, INSERT_TYPE, PublishInfo, REQ_OTHER, SENT_NOTHING, SubscribeInfo, UaRecord,
+    source,
 };
 use plugin_api::sip::Request;
 
@@ -195,7 +196,7 @@ impl<R: Records> Engine<R> {
         match found {
             None => {
                 if info.expires == 0 {
-                    return Ok(Vec::new()); // nothing to remove
+                    return Err(SENT_NOTHING); // nothing to remove
                 }
                 let Some(body) = info.body.clone() else { return Err(ERR_PUBLISH_NO_BODY) };
                 let mut r = Record::publication(&info.id, &info.pres_uri, info.event, info.source_flag);
@@ -478,7 +479,7 @@ impl<R: Records> Engine<R> {
         let found = if info.flag & INSERT_TYPE != 0 { None } else { self.records.find_subscription(&q) };
         let Some(mut r) = found else {
             if info.expires == 0 {
-                return Ok(Vec::new());
+                return Err(SENT_NOTHING);
             }
             let target = info.remote_target.clone().unwrap_or_else(|| info.pres_uri.clone());
             let sub = Subscription {
@@ -502,14 +503,14 @@ impl<R: Records> Engine<R> {
             return Ok(vec![self.subscribe_request(&r, true, info.expires.into(), now, waiters)]);
         };
         if info.internal_update_flag != 0 {
-            return Ok(Vec::new());
+            return Err(SENT_NOTHING);
         }
         if r.is_temporary() {
             if info.expires == 0 {
                 self.records.remove(r.key);
                 self.flights.remove(&r.key);
             }
-            return Ok(Vec::new());
+            return Err(SENT_NOTHING);
         }
         if let Some(flight) = self.flights.get_mut(&r.key) {
             let mut all = match flight.queued_subscribe.take() {

@@ -100,6 +100,15 @@ pub struct Config {
 }
 
 const TOP_KEYS: &[&str] = &["loadmodule", "core", "rpc", "modparam", "route"];
+
+/// Modules Kamailio has under another name than puahost: (Kamailio's name, ours). Kamailio 5.x
+/// renamed pua_mi to pua_rpc when MI gave way to RPC; configs of either era load the module.
+const MODULE_ALIASES: &[(&str, &str)] = &[("pua_rpc", "pua_mi")];
+
+/// The name puahost ships module `name` under, when `name` is one of Kamailio's other names.
+pub fn canonical_module_name(name: &str) -> Option<&'static str> {
+    MODULE_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, canonical)| *canonical)
+}
 const CORE_KEYS: &[&str] = &[
     "listen",
     "children",
@@ -278,6 +287,14 @@ impl Config {
                     }
                 },
                 _ => c.unknown_key(key, "the top level", TOP_KEYS),
+            }
+        }
+
+        // Kamailio's other names for a module: the config may use either.
+        for name in loadmodule.iter_mut().chain(modparams.iter_mut().map(|t| &mut t.module)) {
+            if let Some(canonical) = canonical_module_name(&name.value) {
+                tracing::info!("module {} is called {canonical} in puahost; loading {canonical}", name.value);
+                name.value = canonical.to_string();
             }
         }
 

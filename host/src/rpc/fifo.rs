@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
@@ -77,19 +77,26 @@ pub fn serve_fifo(
 }
 
 async fn handle(state: &Arc<HostState>, doc: &[u8], reply_dir: &Path) {
-    let value: Value = match serde_json::from_slice(doc) {
-        Ok(v) => v,
+    let doc = escape_raw_controls(doc);
+    let (reply_name, body) = match serde_json::from_slice::<Value>(&doc) {
+        Ok(value) => {
+            let reply_name = match &value {
+                Value::Object(o) => o.get("reply_name").and_then(Value::as_str).map(str::to_string),
+                _ => None,
+            };
+            (reply_name, jsonrpc::handle_value(state, value).await.body)
+        }
         Err(e) => {
-            // Without a parsed document there is no reply_name to answer to.
-            tracing::warn!("RPC FIFO: request is not valid JSON ({e}); no reply can be sent");
-            return;
+            // kamctl writes its arguments between double quotes without escaping them, so an
+            // argument with a `"` (an XML body) makes invalid JSON. Kamailio leaves kamctl
+            // waiting forever; when the reply_name can still be read, answer with the error.
+            tracing::warn!("RPC FIFO: request is not valid JSON ({e})");
+            let error = json!({"jsonrpc": "2.0", "error": {"code": -32700, "message": format!(
+                "Parse error: the request is not valid JSON ({e}); kamctl does not escape double quotes in arguments, use single quotes in XML"
+            )}, "id": null});
+            (salvage_reply_name(&doc), error)
         }
     };
-    let reply_name = match &value {
-        Value::Object(o) => o.get("reply_name").and_then(Value::as_str).map(str::to_string),
-        _ => None,
-    };
-    let response = jsonrpc::handle_value(state, value).await;
     let Some(name) = reply_name else {
         tracing::debug!("RPC FIFO: request without reply_name; reply dropped");
         return;
@@ -101,11 +108,53 @@ async fn handle(state: &Arc<HostState>, doc: &[u8], reply_dir: &Path) {
     let path = reply_dir.join(&name);
     // Pretty-printed, as jsonrpcs's default `pretty_format=1`: kamctl's output filter expects
     // one member per line.
-    let mut text = serde_json::to_string_pretty(&response.body).unwrap_or_else(|_| response.body.to_string());
+    let mut text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
     text.push('\n');
     if let Err(e) = write_reply(&path, text.as_bytes()).await {
         tracing::warn!(reply = %path.display(), "RPC FIFO: cannot write the reply: {e}");
     }
+}
+
+/// Raw control characters inside JSON strings, escaped. `kamctl rpc =` turns `=CRLF=` into
+/// a real CR LF inside its quoted arguments; Kamailio's JSON parser takes that, strict JSON does
+/// not.
+fn escape_raw_controls(doc: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in doc.iter().enumerate() {
+        let raw_control = in_string && b < 0x20;
+        if raw_control && out.is_none() {
+            out = Some(doc[..i].to_vec());
+        }
+        if let Some(o) = out.as_mut() {
+            if raw_control {
+                o.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            } else {
+                o.push(b);
+            }
+        }
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    out.map_or(std::borrow::Cow::Borrowed(doc), std::borrow::Cow::Owned)
+}
+
+/// The `"reply_name": "..."` of a request that is not valid JSON, read from its text.
+fn salvage_reply_name(doc: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(doc);
+    let at = text.rfind("\"reply_name\"")? + "\"reply_name\"".len();
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let name = &rest[..rest.find('"')?];
+    valid_reply_name(name).then(|| name.to_string())
 }
 
 /// Writes `data` to the reply FIFO at `path` without ever blocking a thread: the open is
@@ -131,6 +180,28 @@ async fn write_reply(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_crlf_in_strings_is_accepted() {
+        let doc = b"{\"params\": [\"X-A: 1\r\n\", \"a\\\"b\"], \"id\": 1}\n";
+        let fixed = escape_raw_controls(doc);
+        let v: Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(v["params"][0], "X-A: 1\r\n");
+        assert_eq!(v["params"][1], "a\"b");
+        assert!(
+            matches!(escape_raw_controls(b"{\"a\": 1}\n"), std::borrow::Cow::Borrowed(_)),
+            "outside strings: untouched"
+        );
+    }
+
+    #[test]
+    fn reply_name_of_broken_json() {
+        let doc = br#"{"jsonrpc": "2.0", "method": "pua.publish", "params": ["<x a="1"/>"], "reply_name": "kamailio_receiver_42", "id": 42}"#;
+        assert!(serde_json::from_slice::<Value>(doc).is_err());
+        assert_eq!(salvage_reply_name(doc).as_deref(), Some("kamailio_receiver_42"));
+        assert_eq!(salvage_reply_name(br#"{"reply_name": "../etc/passwd"}"#), None, "still a bare name only");
+        assert_eq!(salvage_reply_name(b"{garbage"), None);
+    }
 
     #[test]
     fn reply_names() {

@@ -12,6 +12,7 @@ mod fifo;
 pub mod framing;
 mod http;
 pub mod jsonrpc;
+pub mod shortcuts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -104,6 +104,10 @@ pub const INSERT_TYPE: i32 = 2;
 pub const UPDATE_TYPE: i32 = 4;
 /// `send_publish` return: a new publication was asked for without a body.
 pub const ERR_PUBLISH_NO_BODY: i32 = -10;
+/// `send_publish` / `send_subscribe`: nothing was sent and no callback will come (a removal of
+/// a publication or subscription that does not exist, or one still waiting for its first
+/// reply). Kamailio returns 0 here, which leaves a caller waiting for a reply forever.
+pub const SENT_NOTHING: i32 = 1;
 /// `send_publish` return: an ETag was given and no record has it.
 pub const ERR_WRONG_ETAG: i32 = 418;
 /// `ua_flag` of a record: a request the caller originated (callbacks run).

@@ -1,7 +1,7 @@
 //! The engine with a fake clock: what goes on the wire and what is stored, for every path of
 //! reference §2.5 and the fixes on top of it.
 
-use plugin_api::api::pua::{PublishInfo, SubscribeInfo, UaRecord, event, source};
+use plugin_api::api::pua::{PublishInfo, SENT_NOTHING, SubscribeInfo, UaRecord, event, source};
 
 use super::*;
 use crate::events::Events;
@@ -122,7 +122,11 @@ fn wrong_etag_no_body_and_unknown_event() {
     p.etag = Some("nope".into());
     assert_eq!(e.send_publish(p, 0), Err(ERR_WRONG_ETAG));
     assert_eq!(e.send_publish(publish(None, 60, 0), 0), Err(ERR_PUBLISH_NO_BODY));
-    assert_eq!(e.send_publish(publish(None, 0, 0), 0), Ok(vec![]), "removing nothing is fine");
+    assert_eq!(
+        e.send_publish(publish(None, 0, 0), 0),
+        Err(SENT_NOTHING),
+        "removing nothing is no error, but the caller must know no callback comes"
+    );
     let mut p = publish(Some(PIDF), 60, 0);
     p.event = event::CONFERENCE;
     assert_eq!(e.send_publish(p, 0), Err(-1));
