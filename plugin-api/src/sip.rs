@@ -151,6 +151,15 @@ impl<'a> RequestContext<'a> {
         }
     }
 
+    /// The To-tag replies to this request carry (the host's, stable for the request and its
+    /// retransmissions); `None` for a request that already has a To-tag (in-dialog).
+    pub fn to_tag(&self) -> Option<String> {
+        let host = self.host().ok()?;
+        let f = host.vtable().sip_to_tag()?;
+        let tag = f(self.ctx).into_string();
+        (!tag.is_empty()).then_some(tag)
+    }
+
     /// Adds a header to the replies sent for this request from now on.
     pub fn add_reply_header(&self, name: &str, value: &str) -> Result<(), Error> {
         let host = self.host()?;

@@ -118,6 +118,7 @@ pub fn vtable() -> HostRef {
             sip_send_request,
             sip_is_myself,
             sip_local_address,
+            sip_to_tag,
         }
         .leak_into_prefix()
     })
@@ -321,6 +322,14 @@ extern "C" fn sip_send_request(
 
 extern "C" fn sip_is_myself(uri: RStr<'_>) -> bool {
     sip_core().is_some_and(|c| c.is_myself(uri.as_str()))
+}
+
+extern "C" fn sip_to_tag(ctx: *const c_void) -> RString {
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) if c.msg.view().to().ok().and_then(|t| t.tag()).is_none() => c.to_tag.as_str().into(),
+        _ => RString::new(),
+    }
 }
 
 extern "C" fn sip_local_address(transport: u8) -> RString {

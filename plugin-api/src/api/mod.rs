@@ -17,6 +17,7 @@ pub trait Api: 'static {
     type VTable: StableAbi + Sync + 'static;
 }
 
+pub mod presence;
 pub mod pua;
 #[cfg(feature = "test-api")]
 pub mod test_api;

@@ -335,4 +335,7 @@ pub struct HostVTable {
     /// set); empty when there is no such listener.
     #[sabi(last_prefix_field)]
     pub sip_local_address: extern "C" fn(transport: u8) -> RString,
+    /// The To-tag the host puts in replies to the request of `ctx` (empty when the request
+    /// already has one). Added after the prefix: a module reads it as an `Option`.
+    pub sip_to_tag: extern "C" fn(ctx: *const c_void) -> RString,
 }
