@@ -1,0 +1,905 @@
+//! The event server: PUBLISH (RFC 3903), SUBSCRIBE and NOTIFY (RFC 6665), as Kamailio's
+//! `handle_publish` / `handle_subscribe` / `notify.c` behave (reference §10.3–10.5).
+//!
+//! State lives in [`State`] under one mutex, held only to read or change it: package hooks
+//! (aggregation, authorization, filtering), database statements of the write-back and sends
+//! run outside it. NOTIFYs of one subscription leave one at a time, in order, each with the
+//! next CSeq: the next one is sent when the previous one is answered.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use plugin_api::api::presence::{HookRequest, status};
+use plugin_api::prelude::*;
+use plugin_api::sip::{Peer, RequestContext, Transport, sip_message::headers::Contact};
+
+use crate::config::Config;
+use crate::etag::EtagMaker;
+use crate::events::{Package, Registry};
+use crate::storage::Storage;
+use crate::store::{
+    Authorization, DialogKey, Presentities, Publication, QueuedNotify, Subscription, Subscriptions, Watchers,
+};
+use crate::winfo;
+
+/// Everything held in memory.
+#[derive(Debug, Default)]
+pub struct State {
+    pub presentities: Presentities,
+    pub subscriptions: Subscriptions,
+    pub watchers: Watchers,
+    /// Subscriptions changed since the last write-back (subs_db_mode 2).
+    pub dirty: std::collections::HashSet<DialogKey>,
+    /// Subscriptions removed since the last write-back (subs_db_mode 2).
+    pub removed: Vec<DialogKey>,
+}
+
+/// A reply decided by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason, headers: Vec::new() }
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The server.
+pub struct Server {
+    pub host: Host,
+    pub cfg: Config,
+    pub events: RwLock<Registry>,
+    state: Mutex<State>,
+    pub etags: EtagMaker,
+    pub storage: Option<Storage>,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `sip:user@host` of a URI (the presentity or watcher identity Kamailio uses).
+fn user_host(uri: &str) -> Option<(String, String)> {
+    let u = plugin_api::sip::SipUri::parse(uri).ok()?;
+    Some((u.user().unwrap_or("").to_string(), u.host()?.as_str().to_string()))
+}
+
+fn subscription_state(s: &Subscription, now: i64) -> String {
+    let left = (s.expires - now).max(0);
+    match s.status {
+        _ if s.ended || left == 0 => {
+            let reason = if s.reason.is_empty() || s.status != status::TERMINATED { "timeout" } else { &s.reason };
+            format!("terminated;reason={reason}")
+        }
+        status::ACTIVE => format!("active;expires={left}"),
+        status::PENDING => format!("pending;expires={left}"),
+        status::WAITING => format!("waiting;expires={left}"),
+        _ => format!("terminated;reason={}", if s.reason.is_empty() { "rejected" } else { &s.reason }),
+    }
+}
+
+impl Server {
+    pub fn new(host: Host, cfg: Config, storage: Option<Storage>, state: State) -> Self {
+        Self {
+            host,
+            cfg,
+            events: RwLock::new(Registry::default()),
+            state: Mutex::new(state),
+            etags: EtagMaker::new(now(), std::process::id()),
+            storage,
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn package(&self, name: &str) -> Option<Arc<Package>> {
+        self.events.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    fn allow_events(&self) -> String {
+        self.events.read().unwrap_or_else(|p| p.into_inner()).allow_events()
+    }
+
+    fn lookup_event(&self, msg: &Message<'_>) -> Result<Arc<Package>, Answer> {
+        let bad = || Answer::new(489, "Bad Event").with("Allow-Events", self.allow_events());
+        let ev = match msg.event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Err(bad()),
+            Err(_) => return Err(Answer::new(400, "Bad request")),
+        };
+        self.events.read().unwrap_or_else(|p| p.into_inner()).lookup(&ev).cloned().ok_or_else(bad)
+    }
+
+    fn expires(&self, msg: &Message<'_>, pkg: &Package) -> Result<u32, Answer> {
+        let e = msg.expires().map_err(|_| Answer::new(400, "Bad request"))?.unwrap_or(pkg.default_expires);
+        Ok(e.min(self.cfg.max_expires))
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // PUBLISH
+
+    /// `handle_publish([sender])`: replies and notifies the watchers. Returns 1 or -1.
+    pub fn handle_publish(self: &Arc<Self>, ctx: &RequestContext<'_>, sender: Option<&str>) -> i32 {
+        let Some(msg) = ctx.message() else { return -1 };
+        let (answer, change) = match self.publish(&msg, sender.unwrap_or("")) {
+            Ok(r) => r,
+            Err(a) => (a, None),
+        };
+        self.send_answer(ctx, &answer);
+        let ok = answer.code < 300;
+        if let Some((pres_uri, pkg, removed)) = change {
+            self.notify_presentity(&pres_uri, &pkg, removed, sender);
+        }
+        if ok { 1 } else { -1 }
+    }
+
+    fn send_answer(&self, ctx: &RequestContext<'_>, a: &Answer) {
+        let headers: Vec<(&str, &str)> = a.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Err(e) = ctx.reply_with(a.code, a.reason, &headers, None) {
+            tracing::warn!("presence: cannot reply {} {}: {e}", a.code, a.reason);
+        }
+    }
+
+    /// Decides the reply to a PUBLISH and applies it; on success also what changed: the
+    /// presentity, its package and the publication removed (for its offline version).
+    #[allow(clippy::type_complexity)]
+    pub fn publish(
+        &self,
+        msg: &Message<'_>,
+        sender: &str,
+    ) -> Result<(Answer, Option<(String, Arc<Package>, Option<Publication>)>), Answer> {
+        let pkg = self.lookup_event(msg)?;
+        if pkg.is_winfo() {
+            return Err(Answer::new(489, "Bad Event").with("Allow-Events", self.allow_events()));
+        }
+        let if_match = msg.sip_if_match().map_err(|_| Answer::new(400, "Bad request"))?;
+        let expires = self.expires(msg, &pkg)?;
+        let (user, domain) =
+            msg.request_uri_str().and_then(user_host).ok_or_else(|| Answer::new(400, "Bad request"))?;
+        let pres_uri = format!("sip:{user}@{domain}");
+        if msg.content_length().ok().flatten().is_none() && !msg.body().is_empty() {
+            return Err(Answer::new(400, "Bad request"));
+        }
+        let body = msg.body();
+        if body.is_empty() && if_match.is_none() {
+            return Err(Answer::new(400, "Invalid request"));
+        }
+        if body.len() > self.cfg.max_body {
+            return Err(Answer::new(413, "Request Entity Too Large"));
+        }
+        if !body.is_empty()
+            && let Some(hooks) = &pkg.hooks
+            && let Err((code, reason)) = hooks.check_body(body)
+        {
+            tracing::info!("presence: PUBLISH for {pres_uri} refused ({code}): {reason}");
+            return Err(match code {
+                415 => Answer::new(415, "Unsupported media type"),
+                413 => Answer::new(413, "Request Entity Too Large"),
+                _ => Answer::new(400, "Bad request"),
+            });
+        }
+        let now = now();
+        let shown_expires = |e: u32| if e == 0 { 0 } else { e.saturating_sub(self.cfg.expires_offset) };
+        let mut st = self.state();
+        let Some(etag) = if_match else {
+            let etag = self.etags.make(None);
+            let p = Publication {
+                etag: etag.clone(),
+                expires: now + i64::from(expires),
+                received_time: now,
+                body: body.to_vec(),
+                sender: sender.to_string(),
+                priority: 0,
+            };
+            if expires == 0 {
+                // A new publication that expires at once: nothing to keep.
+                return Ok((Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag), None));
+            }
+            self.store_publication(&pres_uri, &pkg.name, None, &p);
+            st.presentities.insert(&pres_uri, &pkg.name, p);
+            drop(st);
+            let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", etag);
+            return Ok((a, Some((pres_uri, pkg, None))));
+        };
+        let Some(old) = st.presentities.find(&pres_uri, &pkg.name, etag).cloned() else {
+            return Err(Answer::new(412, "Conditional request failed"));
+        };
+        if expires == 0 {
+            st.presentities.remove(&pres_uri, &pkg.name, etag);
+            self.delete_publication(&pres_uri, &pkg.name, etag);
+            drop(st);
+            let a = Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag);
+            return Ok((a, Some((pres_uri, pkg, Some(old)))));
+        }
+        let new_etag = if pkg.etag_not_new { etag.to_string() } else { self.etags.make(Some(etag)) };
+        let p = Publication {
+            etag: new_etag.clone(),
+            expires: now + i64::from(expires),
+            received_time: now,
+            body: if body.is_empty() { old.body.clone() } else { body.to_vec() },
+            sender: sender.to_string(),
+            priority: old.priority,
+        };
+        self.store_publication(&pres_uri, &pkg.name, Some(etag), &p);
+        st.presentities.replace(&pres_uri, &pkg.name, etag, p);
+        drop(st);
+        let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", new_etag);
+        Ok((a, Some((pres_uri, pkg, None))))
+    }
+
+    fn store_publication(&self, pres_uri: &str, event: &str, old_etag: Option<&str>, p: &Publication) {
+        if let Some(s) = &self.storage
+            && self.cfg.publ_cache != 2
+            && let Err(e) = s.save_publication(pres_uri, event, old_etag, p)
+        {
+            tracing::error!("presence: storing the publication of {pres_uri}: {e}");
+        }
+    }
+
+    fn delete_publication(&self, pres_uri: &str, event: &str, etag: &str) {
+        if let Some(s) = &self.storage
+            && self.cfg.publ_cache != 2
+            && let Err(e) = s.delete_publication(pres_uri, event, etag)
+        {
+            tracing::error!("presence: deleting the publication of {pres_uri}: {e}");
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Bodies
+
+    /// The aggregated document of `pres_uri` (with `removed` in its offline form), or None
+    /// when there is no state.
+    pub fn presentity_body(&self, pres_uri: &str, pkg: &Package, removed: Option<&Publication>) -> Option<Vec<u8>> {
+        let mut pubs: Vec<Publication> =
+            self.state().presentities.current(pres_uri, &pkg.name, now()).into_iter().cloned().collect();
+        let mut removed_index = None;
+        if let Some(r) = removed {
+            removed_index = Some(pubs.len());
+            pubs.push(r.clone());
+        }
+        let bodies: Vec<&[u8]> = pubs.iter().map(|p| p.body.as_slice()).collect();
+        match &pkg.hooks {
+            Some(h) => h.aggregate(pres_uri, &bodies, removed_index).unwrap_or_else(|e| {
+                tracing::error!("presence: aggregating {pres_uri} ({}): {e}", pkg.name);
+                None
+            }),
+            None => {
+                let last = bodies.len().checked_sub(1)?;
+                (removed_index != Some(last)).then(|| bodies[last].to_vec())
+            }
+        }
+    }
+
+    /// What `s` is sent: the package's document for an active watcher, filtered for it.
+    fn body_for(&self, s: &Subscription, pkg: &Package, doc: Option<&[u8]>) -> Option<(String, Vec<u8>)> {
+        if s.status != status::ACTIVE || s.ended {
+            return None;
+        }
+        if pkg.is_winfo() {
+            return Some(("application/watcherinfo+xml".into(), self.winfo_document(s, true)));
+        }
+        let doc = doc?;
+        let body = match (&pkg.hooks, pkg.req_auth) {
+            (Some(h), true) => {
+                let q = HookRequest {
+                    pres_uri: &s.pres_uri,
+                    watcher_uri: &s.watcher_uri(),
+                    from_domain: &s.from_domain,
+                    previous: s.status,
+                };
+                match h.transform(&q, doc) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // Showing the unfiltered document could leak what the rules hide.
+                        tracing::error!("presence: filtering {} for {}: {e}", s.pres_uri, q.watcher_uri);
+                        return None;
+                    }
+                }
+            }
+            _ => doc.to_vec(),
+        };
+        Some((pkg.content_type.clone(), body))
+    }
+
+    /// The watcher-info document for winfo subscription `s` (full), bumping its version.
+    fn winfo_document(&self, s: &Subscription, full: bool) -> Vec<u8> {
+        let base = s.event.strip_suffix(".winfo").unwrap_or("presence").to_string();
+        let mut st = self.state();
+        let now = now();
+        let mut entries: Vec<winfo::WatcherEntry> = st
+            .subscriptions
+            .live_for(&s.pres_uri, &base, now)
+            .map(|w| winfo::WatcherEntry {
+                uri: w.watcher_uri(),
+                id: w.key.call_id.clone(),
+                status: winfo::status_name(w.status),
+            })
+            .collect();
+        for ((pres, watcher, event), a) in &st.watchers {
+            if pres == &s.pres_uri
+                && event == &base
+                && a.status == status::PENDING
+                && !entries.iter().any(|e| &e.uri == watcher)
+            {
+                entries.push(winfo::WatcherEntry {
+                    uri: watcher.clone(),
+                    id: winfo::waiting_id(watcher),
+                    status: "waiting",
+                });
+            }
+        }
+        let version = match st.subscriptions.get_mut(&s.key) {
+            Some(sub) => {
+                sub.version += 1;
+                sub.version
+            }
+            None => s.version + 1,
+        };
+        winfo::document(version, full, &s.pres_uri, &base, &entries).into_bytes()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // NOTIFY
+
+    /// NOTIFYs the watchers of `pres_uri` after a change (Kamailio's `publ_notify`): active
+    /// watchers without a reason whose Contact is not the publisher.
+    pub fn notify_presentity(
+        self: &Arc<Self>,
+        pres_uri: &str,
+        pkg: &Arc<Package>,
+        removed: Option<Publication>,
+        sender: Option<&str>,
+    ) {
+        let now = now();
+        let targets: Vec<Subscription> = self
+            .state()
+            .subscriptions
+            .live_for(pres_uri, &pkg.name, now)
+            .filter(|s| s.status == status::ACTIVE && s.reason.is_empty())
+            .filter(|s| sender.is_none_or(|x| x.is_empty() || s.contact != x))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let doc = self.presentity_body(pres_uri, pkg, removed.as_ref());
+        for s in targets {
+            let body = self.body_for(&s, pkg, doc.as_deref());
+            self.queue(&s.key, |sub| QueuedNotify { state: subscription_state(sub, now), body, last: false });
+        }
+    }
+
+    /// Queues a NOTIFY for subscription `key` (built from it under the lock) and sends the
+    /// next one if none is out.
+    pub fn queue(self: &Arc<Self>, key: &DialogKey, make: impl FnOnce(&Subscription) -> QueuedNotify) {
+        {
+            let mut st = self.state();
+            let Some(s) = st.subscriptions.get_mut(key) else { return };
+            let n = make(s);
+            s.push(n);
+        }
+        self.pump(key);
+    }
+
+    /// Sends the next queued NOTIFY of `key` unless one is out.
+    fn pump(self: &Arc<Self>, key: &DialogKey) {
+        let (request, last) = {
+            let mut st = self.state();
+            let Some(s) = st.subscriptions.get_mut(key) else { return };
+            if s.in_flight {
+                return;
+            }
+            let Some(n) = s.queue.pop_front() else { return };
+            s.in_flight = true;
+            s.local_cseq += 1;
+            let mut event = s.event.clone();
+            if !s.event_id.is_empty() {
+                event = format!("{event};id={}", s.event_id);
+            }
+            let (content_type, body) = n.body.unwrap_or_default();
+            let request = Request {
+                method: "NOTIFY".into(),
+                ruri: s.contact.clone(),
+                from: format!("<{}>", s.to_uri),
+                from_tag: s.key.to_tag.clone(),
+                to: format!("<{}>", s.from_uri),
+                to_tag: s.key.from_tag.clone(),
+                call_id: s.key.call_id.clone(),
+                cseq: s.local_cseq,
+                route_set: s.record_route.clone(),
+                contact: s.local_contact.clone(),
+                extra_headers: format!("Event: {event}\r\nSubscription-State: {}\r\n", n.state),
+                content_type,
+                body,
+                outbound_proxy: String::new(),
+            };
+            if self.cfg.subs_db_mode == 2 {
+                st.dirty.insert(key.clone());
+            }
+            (request, n.last)
+        };
+        let me = self.clone();
+        let k = key.clone();
+        let sent = self.host.send_request(&request, move |reply| me.on_notify_reply(&k, reply.code, last));
+        if let Err(e) = sent {
+            tracing::warn!("presence: NOTIFY to {} not sent: {e}", request.ruri);
+            self.on_notify_reply(key, 503, last);
+        }
+    }
+
+    fn on_notify_reply(self: &Arc<Self>, key: &DialogKey, code: u16, last: bool) {
+        let remove = {
+            let mut st = self.state();
+            let Some(s) = st.subscriptions.get_mut(key) else { return };
+            s.in_flight = false;
+            let gone = code == 481 || code == 404 || (code == 408 && self.cfg.timeout_rm_subs && !last);
+            if gone {
+                tracing::info!("presence: NOTIFY to {} answered {code}: subscription removed", s.contact);
+                s.ended = true;
+                s.queue.clear();
+            }
+            (gone || last) && s.queue.is_empty()
+        };
+        if remove {
+            self.remove_subscription(key);
+        } else {
+            self.save_subscription(key);
+            self.pump(key);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // SUBSCRIBE
+
+    /// `handle_subscribe([watcher_uri])`: replies, stores and notifies. Returns 1 or -1.
+    pub fn handle_subscribe(self: &Arc<Self>, ctx: &RequestContext<'_>, watcher: Option<&str>) -> i32 {
+        let Some(msg) = ctx.message() else { return -1 };
+        match self.subscribe(ctx, &msg, watcher) {
+            Ok((answer, key, pkg, changed)) => {
+                self.send_answer(ctx, &answer);
+                if self.cfg.send_fast_notify {
+                    self.notify_subscriber(&key, &pkg);
+                }
+                if changed && !pkg.is_winfo() {
+                    self.notify_winfo(&key, &pkg);
+                }
+                1
+            }
+            Err(answer) => {
+                self.send_answer(ctx, &answer);
+                -1
+            }
+        }
+    }
+
+    fn local_contact(&self, peer: &Peer) -> String {
+        if let Some(a) = &self.cfg.server_address {
+            return a.clone();
+        }
+        let (t, suffix) = match peer.transport {
+            Transport::Tcp => (Transport::Tcp, ";transport=tcp"),
+            _ => (Transport::Udp, ""),
+        };
+        match self.host.local_address(t) {
+            Some(a) => format!("sip:{a}{suffix}"),
+            None => format!("sip:{}:{}", peer.ip, peer.port),
+        }
+    }
+
+    /// Decides the reply to a SUBSCRIBE and stores the subscription. On success: the reply,
+    /// the dialog, the package, and whether the watcher's status is new or changed.
+    fn subscribe(
+        &self,
+        ctx: &RequestContext<'_>,
+        msg: &Message<'_>,
+        watcher: Option<&str>,
+    ) -> Result<(Answer, DialogKey, Arc<Package>, bool), Answer> {
+        let pkg = self.lookup_event(msg)?;
+        let mut expires = self.expires(msg, &pkg)?;
+        if expires > 0 && expires < self.cfg.min_expires {
+            if self.cfg.min_expires_action == 1 {
+                return Err(
+                    Answer::new(423, "Interval Too Brief").with("Min-Expires", self.cfg.min_expires.to_string())
+                );
+            }
+            expires = self.cfg.min_expires;
+        }
+        let bad = || Answer::new(400, "Bad request");
+        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (msg.from(), msg.to(), msg.call_id(), msg.cseq()) else {
+            return Err(bad());
+        };
+        let from_tag = from.tag().ok_or_else(bad)?.to_string();
+        let contact = match msg.contacts().next() {
+            Some(Ok(Contact::Address(a))) => Some(a.uri_str().to_string()),
+            Some(Ok(Contact::Star)) | Some(Err(_)) => return Err(bad()),
+            None => None,
+        };
+        let now = now();
+        let ok = |expires: u32, local_contact: &str| {
+            let code = if self.cfg.subs_respond_200 || pkg.is_winfo() { 200 } else { 202 };
+            Answer::new(code, "OK").with("Expires", expires.to_string()).with("Contact", format!("<{local_contact}>"))
+        };
+
+        if let Some(tag) = to.tag() {
+            // In-dialog: refresh or unsubscribe.
+            let key = DialogKey { call_id: call_id.to_string(), to_tag: tag.to_string(), from_tag };
+            let mut st = self.state();
+            let Some(s) = st.subscriptions.get_mut(&key).filter(|s| !s.ended) else {
+                return Err(Answer::new(481, "Subscription does not exist"));
+            };
+            if cseq.number <= s.remote_cseq {
+                return Err(Answer::new(500, "Server Internal Error"));
+            }
+            s.remote_cseq = cseq.number;
+            s.expires = now + i64::from(expires);
+            if let Some(c) = contact {
+                s.contact = c;
+            }
+            if expires == 0 {
+                s.ended = true;
+            }
+            let answer = ok(expires, &s.local_contact.clone());
+            drop(st);
+            self.save_subscription(&key);
+            return Ok((answer, key, pkg, expires == 0));
+        }
+
+        // A new subscription.
+        let contact = contact.ok_or_else(|| Answer::new(400, "Missing Contact"))?;
+        let to_tag = ctx.to_tag().ok_or_else(bad)?;
+        let (to_user, to_domain) = user_host(to.uri_str()).ok_or_else(bad)?;
+        let (from_user, from_domain) = user_host(from.uri_str()).ok_or_else(bad)?;
+        let pres = if pkg.name == "dialog;sla" {
+            user_host(&contact).map(|(u, _)| (u, from_domain.clone()))
+        } else {
+            msg.request_uri_str().and_then(user_host)
+        };
+        let (pres_user, pres_domain) = pres.ok_or_else(bad)?;
+        let pres_uri = format!("sip:{pres_user}@{pres_domain}");
+        let (watcher_user, watcher_domain) = match watcher {
+            Some(w) => user_host(w).ok_or_else(bad)?,
+            None => (from_user.clone(), from_domain.clone()),
+        };
+        let watcher_uri = format!("sip:{watcher_user}@{watcher_domain}");
+        if pkg.is_winfo() && watcher_uri != pres_uri {
+            // Watcher-info tells who watches: only the presentity itself may see it.
+            return Err(Answer::new(403, "Forbidden"));
+        }
+        let (status, reason) = if pkg.req_auth {
+            self.authorize(&pkg, &pres_uri, &watcher_uri, &from_domain)
+        } else {
+            (status::ACTIVE, String::new())
+        };
+        let local_contact = self.local_contact(&ctx.peer());
+        let (status, reason) = if status == status::POLITE_BLOCK {
+            (status::ACTIVE, "polite-block".to_string())
+        } else {
+            (status, reason)
+        };
+        let s = Subscription {
+            key: DialogKey { call_id: call_id.to_string(), to_tag, from_tag },
+            pres_uri,
+            event: pkg.name.clone(),
+            event_id: msg.event().ok().flatten().and_then(|e| e.id()).unwrap_or("").to_string(),
+            to_uri: to.uri_str().to_string(),
+            from_uri: from.uri_str().to_string(),
+            to_user,
+            to_domain,
+            from_user,
+            from_domain,
+            watcher_user,
+            watcher_domain,
+            local_cseq: 0,
+            remote_cseq: cseq.number,
+            contact,
+            record_route: msg
+                .record_routes()
+                .filter_map(|r| r.ok())
+                .map(|r| r.uri_str().to_string())
+                .map(|u| format!("<{u}>"))
+                .collect(),
+            expires: now + i64::from(expires),
+            status,
+            reason,
+            version: 0,
+            socket_info: format!("{}:{}:{}", ctx.peer().transport.as_str(), ctx.peer().ip, ctx.peer().port),
+            local_contact: local_contact.clone(),
+            user_agent: msg
+                .headers_named("User-Agent")
+                .next()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default(),
+            flags: 0,
+            queue: Default::default(),
+            in_flight: false,
+            ended: expires == 0 || status == status::TERMINATED,
+        };
+        let key = s.key.clone();
+        self.state().subscriptions.insert(s);
+        self.save_subscription(&key);
+        Ok((ok(expires, &local_contact), key, pkg, true))
+    }
+
+    /// The status of a new watcher: its stored authorization, else the package's hook (and
+    /// the result is stored, as Kamailio's `watchers` table).
+    fn authorize(&self, pkg: &Package, pres_uri: &str, watcher_uri: &str, from_domain: &str) -> (i32, String) {
+        let k = (pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone());
+        if let Some(a) = self.state().watchers.get(&k)
+            && a.status != status::PENDING
+        {
+            return (a.status, a.reason.clone());
+        }
+        let previous = self.state().watchers.get(&k).map_or(0, |a| a.status);
+        let q = HookRequest { pres_uri, watcher_uri, from_domain, previous };
+        let (st, reason) = match &pkg.hooks {
+            Some(h) => h.authorize(&q).unwrap_or_else(|e| {
+                tracing::error!("presence: authorizing {watcher_uri} for {pres_uri}: {e}");
+                (status::PENDING, String::new())
+            }),
+            None => (status::ACTIVE, String::new()),
+        };
+        let a = Authorization { status: st, reason: reason.clone(), inserted_time: now() };
+        if let Some(s) = &self.storage
+            && self.cfg.subs_db_mode != 0
+            && let Err(e) = s.save_watcher(&k.0, &k.1, &k.2, &a)
+        {
+            tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
+        }
+        self.state().watchers.insert(k, a);
+        (st, reason)
+    }
+
+    /// Queues the NOTIFY with the current state for subscription `key`.
+    pub fn notify_subscriber(self: &Arc<Self>, key: &DialogKey, pkg: &Arc<Package>) {
+        let Some(s) = self.state().subscriptions.get(key).cloned() else { return };
+        let now = now();
+        let body = if s.status == status::ACTIVE && !s.ended {
+            if pkg.is_winfo() {
+                self.body_for(&s, pkg, None)
+            } else {
+                let doc = self.presentity_body(&s.pres_uri, pkg, None);
+                self.body_for(&s, pkg, doc.as_deref())
+            }
+        } else {
+            None
+        };
+        let last = s.ended || s.status == status::TERMINATED;
+        self.queue(key, |sub| QueuedNotify { state: subscription_state(sub, now), body, last });
+    }
+
+    /// A partial watcher-info NOTIFY about subscription `key` to the winfo watchers of its
+    /// presentity.
+    fn notify_winfo(self: &Arc<Self>, key: &DialogKey, pkg: &Package) {
+        let Some(winfo_pkg) = self.package(&pkg.peer_name()).filter(|p| p.is_winfo()) else { return };
+        let now = now();
+        let (watcher, targets) = {
+            let st = self.state();
+            let Some(s) = st.subscriptions.get(key) else { return };
+            let w = winfo::WatcherEntry {
+                uri: s.watcher_uri(),
+                id: s.key.call_id.clone(),
+                status: if s.ended { "terminated" } else { winfo::status_name(s.status) },
+            };
+            let t: Vec<DialogKey> = st
+                .subscriptions
+                .live_for(&s.pres_uri, &winfo_pkg.name, now)
+                .filter(|w| w.status == status::ACTIVE)
+                .map(|w| w.key.clone())
+                .collect();
+            (w, t)
+        };
+        for k in targets {
+            let watcher = watcher.clone();
+            let ctype = winfo_pkg.content_type.clone();
+            self.queue(&k, move |sub| {
+                let doc = winfo::document(sub.version + 1, false, &sub.pres_uri, &pkg.name, &[watcher]);
+                QueuedNotify { state: subscription_state(sub, now), body: Some((ctype, doc.into_bytes())), last: false }
+            });
+            if let Some(sub) = self.state().subscriptions.get_mut(&k) {
+                sub.version += 1;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Authorization changes, expiry
+
+    /// `pres_refresh_watchers` type 0: re-authorizes every watcher of (pres_uri, event) and
+    /// notifies the ones whose status changed; type 1: re-sends the current state to all.
+    pub fn refresh_watchers(self: &Arc<Self>, pres_uri: &str, event: &str, kind_: i32) -> i32 {
+        let Some(pkg) = self.package(event) else { return -1 };
+        let now = now();
+        let keys: Vec<DialogKey> =
+            self.state().subscriptions.live_for(pres_uri, &pkg.name, now).map(|s| s.key.clone()).collect();
+        if kind_ == 0 && pkg.req_auth {
+            // Forget stored decisions, so the rules decide again.
+            self.state().watchers.retain(|(p, _, e), _| !(p == pres_uri && e == &pkg.name));
+            for k in &keys {
+                let Some(s) = self.state().subscriptions.get(k).cloned() else { continue };
+                let q = HookRequest {
+                    pres_uri,
+                    watcher_uri: &s.watcher_uri(),
+                    from_domain: &s.from_domain,
+                    previous: if s.reason == "polite-block" { status::POLITE_BLOCK } else { s.status },
+                };
+                let (mut st, mut reason) = match &pkg.hooks {
+                    Some(h) => h.authorize(&q).unwrap_or((status::PENDING, String::new())),
+                    None => (status::ACTIVE, String::new()),
+                };
+                if st == status::POLITE_BLOCK {
+                    (st, reason) = (status::ACTIVE, "polite-block".into());
+                }
+                let a = Authorization { status: st, reason: reason.clone(), inserted_time: now };
+                if let Some(db) = &self.storage
+                    && self.cfg.subs_db_mode != 0
+                    && let Err(e) = db.save_watcher(pres_uri, q.watcher_uri, &pkg.name, &a)
+                {
+                    tracing::error!("presence: storing the watcher {}: {e}", q.watcher_uri);
+                }
+                self.state().watchers.insert((pres_uri.to_string(), q.watcher_uri.to_string(), pkg.name.clone()), a);
+                let changed = {
+                    let mut g = self.state();
+                    let Some(sub) = g.subscriptions.get_mut(k) else { continue };
+                    let changed = sub.status != st || sub.reason != reason;
+                    sub.status = st;
+                    sub.reason = reason;
+                    if st == status::TERMINATED {
+                        sub.ended = true;
+                    }
+                    changed
+                };
+                if changed {
+                    self.save_subscription(k);
+                    self.notify_subscriber(k, &pkg);
+                    self.notify_winfo(k, &pkg);
+                }
+            }
+            return 1;
+        }
+        for k in &keys {
+            self.notify_subscriber(k, &pkg);
+        }
+        1
+    }
+
+    /// The clean_period pass: expired publications go (their watchers are told, unless
+    /// force_delete), expired subscriptions get their final NOTIFY, pending authorization
+    /// records older than a day go.
+    pub fn clean(self: &Arc<Self>) {
+        let now = now();
+        let expired = self.state().presentities.expired(now);
+        for (uri, event, etag) in expired {
+            let removed = self.state().presentities.remove(&uri, &event, &etag);
+            self.delete_publication(&uri, &event, &etag);
+            if !self.cfg.force_delete
+                && let (Some(pkg), Some(p)) = (self.package(&event), removed)
+            {
+                self.notify_presentity(&uri, &pkg, Some(p), None);
+            }
+        }
+        let subs = self.state().subscriptions.expired(now);
+        for k in subs {
+            let pkg = {
+                let mut st = self.state();
+                let Some(s) = st.subscriptions.get_mut(&k) else { continue };
+                s.ended = true;
+                s.event.clone()
+            };
+            match self.package(&pkg) {
+                Some(p) => {
+                    self.notify_subscriber(&k, &p);
+                    self.notify_winfo(&k, &p);
+                }
+                None => self.remove_subscription(&k),
+            }
+        }
+        let day_ago = now - 86_400;
+        let old: Vec<(String, String, String)> = self
+            .state()
+            .watchers
+            .iter()
+            .filter(|(_, a)| a.status == status::PENDING && a.inserted_time < day_ago)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            self.state().watchers.remove(&k);
+            if let Some(s) = &self.storage
+                && let Err(e) = s.delete_watcher(&k.0, &k.1, &k.2)
+            {
+                tracing::error!("presence: purging the watcher {}: {e}", k.1);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Subscription storage
+
+    fn save_subscription(&self, key: &DialogKey) {
+        match self.cfg.subs_db_mode {
+            1 => {
+                let Some(s) = self.state().subscriptions.get(key).cloned() else { return };
+                if let Some(db) = &self.storage
+                    && let Err(e) = db.save_subscription(&s)
+                {
+                    tracing::error!("presence: storing the subscription of {}: {e}", s.watcher_uri());
+                }
+            }
+            2 => {
+                self.state().dirty.insert(key.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn remove_subscription(&self, key: &DialogKey) {
+        let Some(s) = self.state().subscriptions.remove(key) else { return };
+        match self.cfg.subs_db_mode {
+            1 => {
+                if let Some(db) = &self.storage
+                    && let Err(e) = db.delete_subscription(&s.key)
+                {
+                    tracing::error!("presence: deleting the subscription of {}: {e}", s.watcher_uri());
+                }
+            }
+            2 => {
+                let mut st = self.state();
+                st.dirty.remove(key);
+                st.removed.push(key.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// subs_db_mode 2: writes the changed subscriptions and deletes the removed ones.
+    pub fn write_back(&self) {
+        let Some(db) = &self.storage else { return };
+        let (changed, removed) = {
+            let mut st = self.state();
+            let dirty: Vec<DialogKey> = st.dirty.drain().collect();
+            let changed: Vec<Subscription> =
+                dirty.iter().filter_map(|k| st.subscriptions.get(k)).filter(|s| !s.ended).cloned().collect();
+            (changed, std::mem::take(&mut st.removed))
+        };
+        if changed.is_empty() && removed.is_empty() {
+            return;
+        }
+        if let Err(e) = db.write_back(&changed, &removed) {
+            tracing::error!("presence: write-back of {} subscriptions: {e}", changed.len());
+            let mut st = self.state();
+            st.dirty.extend(changed.into_iter().map(|s| s.key));
+            st.removed.extend(removed);
+        }
+    }
+
+    /// True when `pres_uri` has live watchers of `event`.
+    pub fn has_subscribers(&self, pres_uri: &str, event: &str) -> bool {
+        self.state().subscriptions.live_for(pres_uri, event, now()).next().is_some()
+    }
+
+    /// The status `watcher_uri` has for `pres_uri` (`pres_auth_status`): from the stored
+    /// decision, else the `presence` package's rules.
+    pub fn auth_status(&self, watcher_uri: &str, pres_uri: &str) -> i32 {
+        let Some(pkg) = self.package("presence") else { return -1 };
+        let k = (pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone());
+        if let Some(a) = self.state().watchers.get(&k) {
+            return if a.reason == "polite-block" { status::POLITE_BLOCK } else { a.status };
+        }
+        let from_domain = user_host(watcher_uri).map(|(_, d)| d).unwrap_or_default();
+        let q = HookRequest { pres_uri, watcher_uri, from_domain: &from_domain, previous: 0 };
+        match &pkg.hooks {
+            Some(h) if pkg.req_auth => h.authorize(&q).map_or(-1, |(s, _)| s),
+            _ => status::ACTIVE,
+        }
+    }
+}

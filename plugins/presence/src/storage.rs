@@ -1,0 +1,365 @@
+//! Kamailio's `presentity` (version 5), `active_watchers` (12) and `watchers` (3) tables,
+//! created on first start when they have no version row, checked otherwise.
+
+use plugin_api::prelude::*;
+
+use crate::config::Config;
+use crate::store::{Authorization, DialogKey, Publication, Subscription};
+
+/// (presentity URI, watcher URI, event) of an authorization record.
+pub type WatcherKey = (String, String, String);
+
+/// The database side of the server.
+pub struct Storage {
+    db: Db,
+    presentity: String,
+    active_watchers: String,
+    watchers: String,
+}
+
+fn split_uri(uri: &str) -> (String, String) {
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:")).unwrap_or(uri);
+    match rest.split_once('@') {
+        Some((u, d)) => (u.to_string(), d.to_string()),
+        None => (String::new(), rest.to_string()),
+    }
+}
+
+const SUB_COLUMNS: [&str; 26] = [
+    "presentity_uri",
+    "watcher_username",
+    "watcher_domain",
+    "to_user",
+    "to_domain",
+    "event",
+    "event_id",
+    "to_tag",
+    "from_tag",
+    "callid",
+    "local_cseq",
+    "remote_cseq",
+    "contact",
+    "record_route",
+    "expires",
+    "status",
+    "reason",
+    "version",
+    "socket_info",
+    "local_contact",
+    "from_user",
+    "from_domain",
+    "updated",
+    "updated_winfo",
+    "flags",
+    "user_agent",
+];
+
+fn sub_values(s: &Subscription) -> Vec<DbValue> {
+    vec![
+        s.pres_uri.as_str().into(),
+        s.watcher_user.as_str().into(),
+        s.watcher_domain.as_str().into(),
+        s.to_user.as_str().into(),
+        s.to_domain.as_str().into(),
+        s.event.as_str().into(),
+        if s.event_id.is_empty() { DbValue::Null } else { s.event_id.as_str().into() },
+        s.key.to_tag.as_str().into(),
+        s.key.from_tag.as_str().into(),
+        s.key.call_id.as_str().into(),
+        i64::from(s.local_cseq).into(),
+        i64::from(s.remote_cseq).into(),
+        s.contact.as_str().into(),
+        if s.record_route.is_empty() { DbValue::Null } else { s.record_route.join(",").into() },
+        s.expires.into(),
+        i64::from(s.status).into(),
+        if s.reason.is_empty() { DbValue::Null } else { s.reason.as_str().into() },
+        i64::from(s.version).into(),
+        s.socket_info.as_str().into(),
+        s.local_contact.as_str().into(),
+        s.from_user.as_str().into(),
+        s.from_domain.as_str().into(),
+        (-1i64).into(),
+        (-1i64).into(),
+        i64::from(s.flags).into(),
+        s.user_agent.as_str().into(),
+    ]
+}
+
+/// Splits a stored Record-Route column (comma-separated values) into route values.
+fn routes(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !s[start..].trim().is_empty() {
+        out.push(s[start..].trim().to_string());
+    }
+    out
+}
+
+impl Storage {
+    /// Opens the database, creating the tables when missing and checking their versions.
+    pub fn open(host: &Host, cfg: &Config, url: &str) -> Result<Self, Error> {
+        let db = host.db(url)?;
+        for (table, version) in [(&cfg.presentity_table, 5), (&cfg.active_watchers_table, 12), (&cfg.watchers_table, 3)]
+        {
+            if db.ensure_table(table)? {
+                tracing::info!("created table {table}");
+            }
+            db.check_version(table, version)?;
+        }
+        Ok(Self {
+            db,
+            presentity: cfg.presentity_table.clone(),
+            active_watchers: cfg.active_watchers_table.clone(),
+            watchers: cfg.watchers_table.clone(),
+        })
+    }
+
+    fn pages(&self, table: &str, fetch_rows: u64, mut f: impl FnMut(&plugin_api::db::Row<'_>)) -> Result<(), Error> {
+        let mut last = i64::MIN;
+        loop {
+            let page =
+                self.db.select(table).filter(Cond::new("id", Op::Gt, last)).order_by("id").limit(fetch_rows).run()?;
+            for row in page.iter() {
+                last = row.int("id");
+                f(&row);
+            }
+            if (page.len() as u64) < fetch_rows {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Publications of the table: (presentity URI, event, publication); only unexpired ones
+    /// when `only_live`.
+    pub fn load_publications(
+        &self,
+        fetch_rows: u64,
+        now: i64,
+        only_live: bool,
+    ) -> Result<Vec<(String, String, Publication)>, Error> {
+        let mut out = Vec::new();
+        self.pages(&self.presentity, fetch_rows, |r| {
+            let expires = r.int("expires");
+            if only_live && expires <= now {
+                return;
+            }
+            let body = match r.get("body") {
+                Some(DbValue::Blob(b)) => b.clone(),
+                Some(DbValue::Str(s)) => s.as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            out.push((
+                format!("sip:{}@{}", r.str("username"), r.str("domain")),
+                r.str("event").to_string(),
+                Publication {
+                    etag: r.str("etag").to_string(),
+                    expires,
+                    received_time: r.int("received_time"),
+                    body,
+                    sender: r.str("sender").to_string(),
+                    priority: r.int("priority"),
+                },
+            ));
+        })?;
+        Ok(out)
+    }
+
+    /// Inserts a publication, or rewrites the one with `old_etag`.
+    pub fn save_publication(
+        &self,
+        uri: &str,
+        event: &str,
+        old_etag: Option<&str>,
+        p: &Publication,
+    ) -> Result<(), Error> {
+        let (user, domain) = split_uri(uri);
+        let values: Vec<(&str, DbValue)> = vec![
+            ("username", user.as_str().into()),
+            ("domain", domain.as_str().into()),
+            ("event", event.into()),
+            ("etag", p.etag.as_str().into()),
+            ("expires", p.expires.into()),
+            ("received_time", p.received_time.into()),
+            ("body", DbValue::Blob(p.body.clone())),
+            ("sender", p.sender.as_str().into()),
+            ("priority", p.priority.into()),
+        ];
+        match old_etag {
+            None => self.db.insert(&self.presentity, &values).map(drop),
+            Some(old) => {
+                let conds = [
+                    Cond::eq("username", user.as_str()),
+                    Cond::eq("domain", domain.as_str()),
+                    Cond::eq("event", event),
+                    Cond::eq("etag", old),
+                ];
+                self.db.update(&self.presentity, &values[3..], &conds).map(drop)
+            }
+        }
+    }
+
+    /// Deletes the publication with `etag`.
+    pub fn delete_publication(&self, uri: &str, event: &str, etag: &str) -> Result<(), Error> {
+        let (user, domain) = split_uri(uri);
+        let conds = [
+            Cond::eq("username", user.as_str()),
+            Cond::eq("domain", domain.as_str()),
+            Cond::eq("event", event),
+            Cond::eq("etag", etag),
+        ];
+        self.db.delete(&self.presentity, &conds).map(drop)
+    }
+
+    /// Subscriptions of the table (unexpired), with `margin` added to their NOTIFY CSeq.
+    pub fn load_subscriptions(&self, fetch_rows: u64, now: i64, margin: u32) -> Result<Vec<Subscription>, Error> {
+        let mut out = Vec::new();
+        self.pages(&self.active_watchers, fetch_rows, |r| {
+            if r.int("expires") <= now {
+                return;
+            }
+            let (to_user, to_domain) = (r.str("to_user").to_string(), r.str("to_domain").to_string());
+            let (from_user, from_domain) = (r.str("from_user").to_string(), r.str("from_domain").to_string());
+            out.push(Subscription {
+                key: DialogKey {
+                    call_id: r.str("callid").to_string(),
+                    to_tag: r.str("to_tag").to_string(),
+                    from_tag: r.str("from_tag").to_string(),
+                },
+                pres_uri: r.str("presentity_uri").to_string(),
+                event: r.str("event").to_string(),
+                event_id: r.str("event_id").to_string(),
+                to_uri: format!("sip:{to_user}@{to_domain}"),
+                from_uri: format!("sip:{from_user}@{from_domain}"),
+                to_user,
+                to_domain,
+                from_user,
+                from_domain,
+                watcher_user: r.str("watcher_username").to_string(),
+                watcher_domain: r.str("watcher_domain").to_string(),
+                local_cseq: u32::try_from(r.int("local_cseq")).unwrap_or(0).saturating_add(margin),
+                remote_cseq: u32::try_from(r.int("remote_cseq")).unwrap_or(0),
+                contact: r.str("contact").to_string(),
+                record_route: routes(r.str("record_route")),
+                expires: r.int("expires"),
+                status: r.int("status") as i32,
+                reason: r.str("reason").to_string(),
+                version: u32::try_from(r.int("version")).unwrap_or(0),
+                socket_info: r.str("socket_info").to_string(),
+                local_contact: r.str("local_contact").to_string(),
+                user_agent: r.str("user_agent").to_string(),
+                flags: r.int("flags") as i32,
+                queue: Default::default(),
+                in_flight: false,
+                ended: false,
+            });
+        })?;
+        Ok(out)
+    }
+
+    /// Writes one subscription (insert or update by dialog).
+    pub fn save_subscription(&self, s: &Subscription) -> Result<(), Error> {
+        self.db
+            .upsert_many(&self.active_watchers, &["callid", "to_tag", "from_tag"], &SUB_COLUMNS, &[sub_values(s)])
+            .map(drop)
+    }
+
+    /// Deletes one subscription.
+    pub fn delete_subscription(&self, k: &DialogKey) -> Result<(), Error> {
+        let conds = [
+            Cond::eq("callid", k.call_id.as_str()),
+            Cond::eq("to_tag", k.to_tag.as_str()),
+            Cond::eq("from_tag", k.from_tag.as_str()),
+        ];
+        self.db.delete(&self.active_watchers, &conds).map(drop)
+    }
+
+    /// subs_db_mode 2: one transaction with the changed rows (multi-row upserts) and deletes.
+    pub fn write_back(&self, changed: &[Subscription], removed: &[DialogKey]) -> Result<(), Error> {
+        let tx = self.db.transaction(&[])?;
+        for batch in changed.chunks(500) {
+            let rows: Vec<Vec<DbValue>> = batch.iter().map(sub_values).collect();
+            tx.upsert_many(&self.active_watchers, &["callid", "to_tag", "from_tag"], &SUB_COLUMNS, &rows)?;
+        }
+        for k in removed {
+            let conds = [
+                Cond::eq("callid", k.call_id.as_str()),
+                Cond::eq("to_tag", k.to_tag.as_str()),
+                Cond::eq("from_tag", k.from_tag.as_str()),
+            ];
+            tx.delete(&self.active_watchers, &conds)?;
+        }
+        tx.commit()
+    }
+
+    /// Authorization records: ((presentity, watcher URI, event), record).
+    pub fn load_watchers(&self, fetch_rows: u64) -> Result<Vec<(WatcherKey, Authorization)>, Error> {
+        let mut out = Vec::new();
+        self.pages(&self.watchers, fetch_rows, |r| {
+            out.push((
+                (
+                    r.str("presentity_uri").to_string(),
+                    format!("sip:{}@{}", r.str("watcher_username"), r.str("watcher_domain")),
+                    r.str("event").to_string(),
+                ),
+                Authorization {
+                    status: r.int("status") as i32,
+                    reason: r.str("reason").to_string(),
+                    inserted_time: r.int("inserted_time"),
+                },
+            ));
+        })?;
+        Ok(out)
+    }
+
+    /// Writes an authorization record.
+    pub fn save_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) -> Result<(), Error> {
+        let (user, domain) = split_uri(watcher_uri);
+        let values: Vec<(&str, DbValue)> = vec![
+            ("presentity_uri", pres_uri.into()),
+            ("watcher_username", user.as_str().into()),
+            ("watcher_domain", domain.as_str().into()),
+            ("event", event.into()),
+            ("status", i64::from(a.status).into()),
+            ("reason", if a.reason.is_empty() { DbValue::Null } else { a.reason.as_str().into() }),
+            ("inserted_time", a.inserted_time.into()),
+        ];
+        self.db
+            .upsert(&self.watchers, &["presentity_uri", "watcher_username", "watcher_domain", "event"], &values)
+            .map(drop)
+    }
+
+    /// Deletes an authorization record.
+    pub fn delete_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str) -> Result<(), Error> {
+        let (user, domain) = split_uri(watcher_uri);
+        let conds = [
+            Cond::eq("presentity_uri", pres_uri),
+            Cond::eq("watcher_username", user.as_str()),
+            Cond::eq("watcher_domain", domain.as_str()),
+            Cond::eq("event", event),
+        ];
+        self.db.delete(&self.watchers, &conds).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_column_round_trip() {
+        assert_eq!(routes("<sip:p1;lr>,<sip:p2;lr;x=\"a,b\">"), ["<sip:p1;lr>", "<sip:p2;lr;x=\"a,b\">"]);
+        assert!(routes("").is_empty());
+        assert_eq!(split_uri("sip:alice@example.com"), ("alice".into(), "example.com".into()));
+    }
+}

@@ -1,0 +1,353 @@
+//! What the server holds in memory: publications per presentity, subscriptions (dialogs) and
+//! the authorization record of each watcher (Kamailio's `watchers` table). Plain data with no
+//! locking and no I/O; `lib.rs` guards it with one mutex and performs the effects.
+
+use std::collections::{HashMap, VecDeque};
+
+/// One publication (a `presentity` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub etag: String,
+    /// Absolute, epoch seconds.
+    pub expires: i64,
+    pub received_time: i64,
+    pub body: Vec<u8>,
+    pub sender: String,
+    pub priority: i64,
+}
+
+/// Publications by (presentity URI, event name).
+#[derive(Debug, Default)]
+pub struct Presentities {
+    map: HashMap<(String, String), Vec<Publication>>,
+}
+
+impl Presentities {
+    /// The publication with `etag`.
+    pub fn find(&self, uri: &str, event: &str, etag: &str) -> Option<&Publication> {
+        self.map.get(&(uri.to_string(), event.to_string()))?.iter().find(|p| p.etag == etag)
+    }
+
+    /// Stores a new publication.
+    pub fn insert(&mut self, uri: &str, event: &str, p: Publication) {
+        self.map.entry((uri.to_string(), event.to_string())).or_default().push(p);
+    }
+
+    /// Replaces the publication with `etag` by `p`; false when there is none.
+    pub fn replace(&mut self, uri: &str, event: &str, etag: &str, p: Publication) -> bool {
+        let Some(list) = self.map.get_mut(&(uri.to_string(), event.to_string())) else { return false };
+        match list.iter_mut().find(|x| x.etag == etag) {
+            Some(slot) => {
+                *slot = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the publication with `etag`.
+    pub fn remove(&mut self, uri: &str, event: &str, etag: &str) -> Option<Publication> {
+        let key = (uri.to_string(), event.to_string());
+        let list = self.map.get_mut(&key)?;
+        let i = list.iter().position(|p| p.etag == etag)?;
+        let p = list.remove(i);
+        if list.is_empty() {
+            self.map.remove(&key);
+        }
+        Some(p)
+    }
+
+    /// Unexpired publications, oldest first (by received time, then priority), as Kamailio's
+    /// `retrieve_order` 0 gives them to the aggregation.
+    pub fn current(&self, uri: &str, event: &str, now: i64) -> Vec<&Publication> {
+        let mut v: Vec<&Publication> = self
+            .map
+            .get(&(uri.to_string(), event.to_string()))
+            .map(|l| l.iter().filter(|p| p.expires > now).collect())
+            .unwrap_or_default();
+        v.sort_by_key(|p| (p.received_time, p.priority));
+        v
+    }
+
+    /// (uri, event, etag) of every publication expired at `now`.
+    pub fn expired(&self, now: i64) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for ((uri, event), list) in &self.map {
+            for p in list.iter().filter(|p| p.expires <= now) {
+                out.push((uri.clone(), event.clone(), p.etag.clone()));
+            }
+        }
+        out
+    }
+
+    /// Every publication with its presentity URI and event.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Publication)> {
+        self.map.iter().flat_map(|((u, e), l)| l.iter().map(move |p| (u.as_str(), e.as_str(), p)))
+    }
+
+    /// Number of publications.
+    pub fn len(&self) -> usize {
+        self.map.values().map(Vec::len).sum()
+    }
+
+    /// No publications.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The dialog of a subscription: Call-ID, our tag (To of the SUBSCRIBE), the watcher's tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogKey {
+    pub call_id: String,
+    pub to_tag: String,
+    pub from_tag: String,
+}
+
+/// A NOTIFY waiting for its turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedNotify {
+    /// `Subscription-State` value.
+    pub state: String,
+    /// Content type and body (none for pending and terminated states).
+    pub body: Option<(String, Vec<u8>)>,
+    /// The last NOTIFY of the subscription: it is removed once this one is answered.
+    pub last: bool,
+}
+
+/// One subscription (an `active_watchers` row plus what is needed to send in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub key: DialogKey,
+    pub pres_uri: String,
+    /// Package name (`presence`, `presence.winfo`, `dialog;sla`).
+    pub event: String,
+    pub event_id: String,
+    /// The SUBSCRIBE's To and From URIs (our From and To in NOTIFYs).
+    pub to_uri: String,
+    pub from_uri: String,
+    pub to_user: String,
+    pub to_domain: String,
+    pub from_user: String,
+    pub from_domain: String,
+    pub watcher_user: String,
+    pub watcher_domain: String,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+    /// The watcher's Contact URI: the target of NOTIFYs.
+    pub contact: String,
+    /// Record-Route values, in the order received (our route set as the UAS).
+    pub record_route: Vec<String>,
+    pub expires: i64,
+    /// [`plugin_api::api::presence::status`].
+    pub status: i32,
+    pub reason: String,
+    /// Watcher-info document version, for winfo subscriptions.
+    pub version: u32,
+    pub socket_info: String,
+    pub local_contact: String,
+    pub user_agent: String,
+    pub flags: i32,
+    /// NOTIFYs not sent yet, in order.
+    pub queue: VecDeque<QueuedNotify>,
+    /// A NOTIFY is out and not answered.
+    pub in_flight: bool,
+    /// Ended (unsubscribed, expired, rejected): gone once its last NOTIFY is answered.
+    pub ended: bool,
+}
+
+impl Subscription {
+    /// `sip:user@domain` of the watcher.
+    pub fn watcher_uri(&self) -> String {
+        format!("sip:{}@{}", self.watcher_user, self.watcher_domain)
+    }
+
+    /// Queues a NOTIFY; a queued state update not sent yet is replaced by the newer one (the
+    /// watcher needs the latest state, in order, not every intermediate one).
+    pub fn push(&mut self, n: QueuedNotify) {
+        if let Some(back) = self.queue.back_mut()
+            && !back.last
+            && !n.last
+        {
+            *back = n;
+            return;
+        }
+        self.queue.push_back(n);
+    }
+}
+
+/// Subscriptions by dialog, with an index by (presentity, event).
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    by_key: HashMap<DialogKey, Subscription>,
+    by_pres: HashMap<(String, String), Vec<DialogKey>>,
+}
+
+impl Subscriptions {
+    pub fn get(&self, key: &DialogKey) -> Option<&Subscription> {
+        self.by_key.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &DialogKey) -> Option<&mut Subscription> {
+        self.by_key.get_mut(key)
+    }
+
+    /// Stores `s` (replacing one with the same dialog).
+    pub fn insert(&mut self, s: Subscription) {
+        let idx = (s.pres_uri.clone(), s.event.clone());
+        let key = s.key.clone();
+        if self.by_key.insert(key.clone(), s).is_none() {
+            self.by_pres.entry(idx).or_default().push(key);
+        }
+    }
+
+    /// Removes the subscription of `key`.
+    pub fn remove(&mut self, key: &DialogKey) -> Option<Subscription> {
+        let s = self.by_key.remove(key)?;
+        let idx = (s.pres_uri.clone(), s.event.clone());
+        if let Some(keys) = self.by_pres.get_mut(&idx) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_pres.remove(&idx);
+            }
+        }
+        Some(s)
+    }
+
+    /// Dialogs of the subscriptions to (pres_uri, event), ended ones included.
+    pub fn keys_for(&self, pres_uri: &str, event: &str) -> Vec<DialogKey> {
+        self.by_pres.get(&(pres_uri.to_string(), event.to_string())).cloned().unwrap_or_default()
+    }
+
+    /// Live (not ended, not expired) subscriptions to (pres_uri, event).
+    pub fn live_for(&self, pres_uri: &str, event: &str, now: i64) -> impl Iterator<Item = &Subscription> {
+        self.by_pres
+            .get(&(pres_uri.to_string(), event.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.by_key.get(k))
+            .filter(move |s| !s.ended && s.expires > now)
+    }
+
+    /// Dialogs of subscriptions expired at `now` and not ended yet.
+    pub fn expired(&self, now: i64) -> Vec<DialogKey> {
+        self.by_key.values().filter(|s| !s.ended && s.expires <= now).map(|s| s.key.clone()).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Subscription> {
+        self.by_key.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// A watcher's authorization record (a `watchers` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub status: i32,
+    pub reason: String,
+    pub inserted_time: i64,
+}
+
+/// Authorization records by (presentity URI, watcher URI, event).
+pub type Watchers = HashMap<(String, String, String), Authorization>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(etag: &str, t: i64) -> Publication {
+        Publication {
+            etag: etag.into(),
+            expires: t + 100,
+            received_time: t,
+            body: etag.as_bytes().to_vec(),
+            sender: String::new(),
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn publications_by_presentity_oldest_first() {
+        let mut p = Presentities::default();
+        p.insert("sip:a@x", "presence", publication("e2", 20));
+        p.insert("sip:a@x", "presence", publication("e1", 10));
+        p.insert("sip:a@x", "dialog", publication("d", 10));
+        let cur: Vec<&str> = p.current("sip:a@x", "presence", 15).iter().map(|p| p.etag.as_str()).collect();
+        assert_eq!(cur, ["e1", "e2"]);
+        assert_eq!(p.current("sip:a@x", "presence", 115).len(), 1, "e1 expired at 110");
+        assert_eq!(p.expired(115), [("sip:a@x".into(), "presence".into(), "e1".into())]);
+        assert!(p.replace("sip:a@x", "presence", "e1", publication("e3", 30)));
+        assert!(p.find("sip:a@x", "presence", "e1").is_none());
+        assert!(p.remove("sip:a@x", "presence", "e3").is_some());
+        assert!(p.remove("sip:a@x", "presence", "e3").is_none());
+        assert_eq!(p.len(), 2);
+    }
+
+    fn sub(call_id: &str) -> Subscription {
+        Subscription {
+            key: DialogKey { call_id: call_id.into(), to_tag: "t".into(), from_tag: "f".into() },
+            pres_uri: "sip:a@x".into(),
+            event: "presence".into(),
+            event_id: String::new(),
+            to_uri: "sip:a@x".into(),
+            from_uri: "sip:w@y".into(),
+            to_user: "a".into(),
+            to_domain: "x".into(),
+            from_user: "w".into(),
+            from_domain: "y".into(),
+            watcher_user: "w".into(),
+            watcher_domain: "y".into(),
+            local_cseq: 0,
+            remote_cseq: 1,
+            contact: "sip:w@127.0.0.1".into(),
+            record_route: vec![],
+            expires: 100,
+            status: 1,
+            reason: String::new(),
+            version: 0,
+            socket_info: String::new(),
+            local_contact: String::new(),
+            user_agent: String::new(),
+            flags: 0,
+            queue: VecDeque::new(),
+            in_flight: false,
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn subscriptions_indexed_by_presentity() {
+        let mut s = Subscriptions::default();
+        s.insert(sub("c1"));
+        s.insert(sub("c2"));
+        s.insert(sub("c1"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.keys_for("sip:a@x", "presence").len(), 2);
+        assert_eq!(s.live_for("sip:a@x", "presence", 50).count(), 2);
+        assert_eq!(s.live_for("sip:a@x", "presence", 100).count(), 0, "expired at 100");
+        assert_eq!(s.expired(100).len(), 2);
+        let k = s.keys_for("sip:a@x", "presence")[0].clone();
+        s.remove(&k);
+        assert_eq!(s.keys_for("sip:a@x", "presence").len(), 1);
+    }
+
+    #[test]
+    fn queued_state_updates_collapse_but_final_notifies_stay() {
+        let mut s = sub("c");
+        let n = |state: &str, last| QueuedNotify { state: state.into(), body: None, last };
+        s.push(n("active;expires=10", false));
+        s.push(n("active;expires=9", false));
+        assert_eq!(s.queue.len(), 1);
+        assert_eq!(s.queue[0].state, "active;expires=9");
+        s.push(n("terminated;reason=timeout", true));
+        s.push(n("active;expires=8", false));
+        assert_eq!(s.queue.len(), 3, "nothing collapses into a final NOTIFY");
+    }
+}

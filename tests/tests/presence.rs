@@ -1,0 +1,404 @@
+//! The presence server (`presence` + `presence_xml`) end to end: every reply code of PUBLISH and
+//! SUBSCRIBE over real UDP, NOTIFYs with aggregated bodies, hostile bodies, pres-rules
+//! authorization, a restart that keeps the watchers, and Kamailio's pua (Debian's kamailio
+//! 5.6, pua + pua_rpc) publishing and subscribing to it.
+
+use std::time::{Duration, Instant};
+
+use e2e::kamailio::{Kamailio, reply};
+use e2e::sip::{Client, header, request, status};
+use e2e::{Host, eventually};
+use serde_json::{Value, json};
+
+fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{entity}"><tuple id="{tuple}"><status><basic>{basic}</basic></status><note>{note}</note></tuple></presence>"#
+    )
+}
+
+/// A presence server; `xml` is extra `[modparam.presence_xml]` lines.
+fn server(name: &str, xml: &str) -> Host {
+    let config = format!(
+        r#"loadmodule = ["presence", "presence_xml"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.presence]
+db_url = "sqlite://presence.sqlite"
+min_expires = 60
+clean_period = 2
+db_update_period = 1
+[modparam.presence_xml]
+db_url = "sqlite://presence.sqlite"
+{xml}
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+"#
+    );
+    Host::start(name, &config)
+}
+
+fn publish(c: &mut Client, h: &Host, user: &str, extra: &[&str], body: &str) -> String {
+    let ruri = format!("sip:{user}@127.0.0.1:{}", h.sip);
+    let mut headers = vec!["Event: presence"];
+    if !extra.iter().any(|h| h.starts_with("Expires:")) {
+        headers.push("Expires: 3600");
+    }
+    headers.extend_from_slice(extra);
+    if !body.is_empty() {
+        headers.push("Content-Type: application/pidf+xml");
+    }
+    c.transact(&request(c, "PUBLISH", &ruri, &headers, body))
+}
+
+/// Waits for the next NOTIFY on `c` (answering it 200) and returns it.
+fn next_notify(c: &mut Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(m) = c.recv(Duration::from_millis(200))
+            && m.starts_with("NOTIFY ")
+        {
+            c.send(reply(&m, 200, "OK").as_bytes());
+            return m;
+        }
+    }
+    panic!("no NOTIFY within 5 s");
+}
+
+fn body(m: &str) -> &str {
+    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn publications(h: &Host) -> usize {
+    h.result("presence.presentity_list", json!([])).as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn publish_reply_codes_and_hostile_bodies() {
+    let mut h = server("presence-publish", "force_active = 1");
+    let mut c = Client::udp(h.sip_addr());
+
+    let r = publish(&mut c, &h, "alice", &[], &pidf("sip:alice@example.com", "t1", "open", "here"));
+    assert_eq!(status(&r), 200, "{r}");
+    let etag = header(&r, "SIP-ETag").expect("SIP-ETag");
+    assert!(etag.starts_with("a."), "Kamailio-shaped ETag: {etag}");
+    assert_eq!(header(&r, "Expires").as_deref(), Some("3600"));
+    assert_eq!(publications(&h), 1);
+
+    let ruri = format!("sip:alice@127.0.0.1:{}", h.sip);
+    let r = c.transact(&request(&c, "PUBLISH", &ruri, &["Event: message-summary"], ""));
+    assert_eq!(status(&r), 489, "{r}");
+    assert!(header(&r, "Allow-Events").unwrap_or_default().contains("presence"), "{r}");
+
+    let r = publish(&mut c, &h, "alice", &["SIP-If-Match: nope"], "");
+    assert_eq!(status(&r), 412, "{r}");
+    let r = publish(&mut c, &h, "alice", &[], "");
+    assert_eq!((status(&r), header(&r, "Content-Length")), (400, Some("0".into())), "{r}");
+
+    // Malformed, hostile and oversized bodies: refused, nothing stored.
+    let r = publish(&mut c, &h, "alice", &[], "<presence xmlns='urn:ietf:params:xml:ns:pidf'><tuple>");
+    assert_eq!(status(&r), 415, "{r}");
+    let laughs = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><presence xmlns="urn:ietf:params:xml:ns:pidf">&lol3;</presence>"#;
+    let t = Instant::now();
+    let r = publish(&mut c, &h, "alice", &[], laughs);
+    assert_eq!(status(&r), 400, "{r}");
+    let deep = format!(
+        "<presence xmlns='urn:ietf:params:xml:ns:pidf'>{}{}</presence>",
+        "<a>".repeat(5000),
+        "</a>".repeat(5000)
+    );
+    let r = publish(&mut c, &h, "alice", &[], &deep);
+    assert_eq!(status(&r), 400, "{r}");
+    assert!(t.elapsed() < Duration::from_secs(1), "hostile bodies are refused at once: {:?}", t.elapsed());
+    let big = pidf("sip:alice@example.com", "t1", "open", &"x".repeat(70_000));
+    let mut tcp = Client::tcp(h.sip_addr());
+    let r = publish(&mut tcp, &h, "alice", &[], &big);
+    assert_eq!(status(&r), 413, "{r}");
+    assert_eq!(publications(&h), 1, "refused bodies leave the stored state alone");
+
+    // Refresh (no body): a new ETag, the old one is gone.
+    let r = publish(&mut c, &h, "alice", &[&format!("SIP-If-Match: {etag}")], "");
+    assert_eq!(status(&r), 200, "{r}");
+    let etag2 = header(&r, "SIP-ETag").unwrap();
+    assert_ne!(etag2, etag);
+    assert!(etag2.ends_with(".1"), "series number of a refresh: {etag2}");
+    let r = publish(&mut c, &h, "alice", &[&format!("SIP-If-Match: {etag}")], "");
+    assert_eq!(status(&r), 412, "{r}");
+    let list = h.result("presence.presentity_list", json!(["full"]));
+    assert!(list[0]["body"].as_str().unwrap().contains("here"), "the refresh kept the body: {list}");
+
+    // Removal.
+    let r = publish(&mut c, &h, "alice", &[&format!("SIP-If-Match: {etag2}"), "Expires: 0"], "");
+    assert_eq!((status(&r), header(&r, "Expires")), (200, Some("0".into())), "{r}");
+    assert_eq!(publications(&h), 0);
+    assert!(h.alive());
+}
+
+#[test]
+fn subscribe_notify_aggregation_and_unsubscribe() {
+    let h = server("presence-subscribe", "force_active = 1");
+    let mut publisher = Client::udp(h.sip_addr());
+    let mut watcher = Client::udp(h.sip_addr());
+    let ruri = format!("sip:bob@127.0.0.1:{}", h.sip);
+
+    let r = watcher.transact(&request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 30"], ""));
+    assert_eq!(status(&r), 423, "{r}");
+    assert_eq!(header(&r, "Min-Expires").as_deref(), Some("60"));
+    let r = watcher.transact(&request(&watcher, "SUBSCRIBE", &ruri, &["Event: dialog"], ""));
+    assert_eq!(status(&r), 489, "{r}");
+    let stray = request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "")
+        .replace(&format!("To: <{ruri}>"), &format!("To: <{ruri}>;tag=unknown"));
+    let r = watcher.transact(&stray);
+    assert_eq!(status(&r), 481, "{r}");
+
+    let sub = request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "");
+    let r = watcher.transact(&sub);
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "Expires").as_deref(), Some("600"));
+    assert!(header(&r, "Contact").is_some(), "{r}");
+    let to_tag = e2e::kamailio::tag(&header(&r, "To").unwrap()).expect("To-tag");
+    let n = next_notify(&mut watcher);
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active;expires="), "{n}");
+    assert_eq!(body(&n), "", "no state yet: no body");
+    let cseq1: u32 = header(&n, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap();
+
+    // Two publishers of one presentity: one aggregated document.
+    let r = publish(&mut publisher, &h, "bob", &[], &pidf("sip:bob@example.com", "phone", "open", "on the phone"));
+    assert_eq!(status(&r), 200);
+    let n = next_notify(&mut watcher);
+    assert!(body(&n).contains("on the phone"), "{n}");
+    let r = publish(&mut publisher, &h, "bob", &[], &pidf("sip:bob@example.com", "pc", "closed", "at lunch"));
+    assert_eq!(status(&r), 200);
+    let n = next_notify(&mut watcher);
+    let b = body(&n);
+    assert!(b.contains("id=\"phone\"") && b.contains("id=\"pc\""), "aggregated: {b}");
+    assert_eq!(header(&n, "Content-Type").as_deref(), Some("application/pidf+xml"));
+    let cseq3: u32 = header(&n, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(cseq3, cseq1 + 2, "NOTIFY CSeq increases by one");
+    let list = h.result("presence.watcher_list", json!(["basic", format!("sip:bob@127.0.0.1")]));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // Unsubscribe.
+    let unsub = sub
+        .replace(&format!("To: <{ruri}>"), &format!("To: <{ruri}>;tag={to_tag}"))
+        .replace("CSeq: 1 SUBSCRIBE", "CSeq: 2 SUBSCRIBE")
+        .replace("Expires: 600", "Expires: 0")
+        .replace("branch=z9hG4bK-", "branch=z9hG4bK-2-");
+    let r = watcher.transact(&unsub);
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut watcher);
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=timeout"), "{n}");
+    assert!(eventually(Duration::from_secs(3), || {
+        h.result("presence.watcher_list", json!(["basic", "sip:bob@127.0.0.1"])).as_array().is_some_and(Vec::is_empty)
+    }));
+    let r = watcher.transact(&unsub.replace("CSeq: 2", "CSeq: 3").replace("branch=z9hG4bK-2-", "branch=z9hG4bK-3-"));
+    assert_eq!(status(&r), 481, "an ended subscription: {r}");
+}
+
+/// Inserts a pres-rules document for `user@127.0.0.1` into the server's xcap table.
+fn put_rules(h: &Host, user: &str, rules: &str) {
+    let db = h.dir.join("presence.sqlite");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA busy_timeout=5000')\nc.execute(\"delete from xcap where username=? and domain='127.0.0.1' and doc_type=2\",(sys.argv[2],))\nc.execute(\"insert into xcap(username,domain,doc,doc_type,etag,source,doc_uri,port) values(?, '127.0.0.1', ?, 2, 'e', 1, ?, 0)\",(sys.argv[2], sys.argv[3].encode(), 'pres-rules/'+sys.argv[2]))\nc.commit()",
+        ])
+        .arg(&db)
+        .arg(user)
+        .arg(rules)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn rule(id: &str, identity: &str, action: &str, transformations: &str) -> String {
+    format!(
+        r#"<rule id="{id}"><conditions><identity>{identity}</identity></conditions><actions><sub-handling xmlns="urn:ietf:params:xml:ns:pres-rules">{action}</sub-handling></actions>{transformations}</rule>"#
+    )
+}
+
+fn ruleset(rules: &[String]) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><ruleset xmlns="urn:ietf:params:xml:ns:common-policy">{}</ruleset>"#,
+        rules.join("")
+    )
+}
+
+fn subscribe_as(h: &Host, watcher: &mut Client, user_from: &str, pres: &str) -> (String, String) {
+    let ruri = format!("sip:{pres}@127.0.0.1:{}", h.sip);
+    let req = request(watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "")
+        .replace("From: <sip:tester@sip.test>", &format!("From: <sip:{user_from}@127.0.0.1>"));
+    let r = watcher.transact(&req);
+    assert!(status(&r) == 200 || status(&r) == 202, "{r}");
+    (r, next_notify(watcher))
+}
+
+#[test]
+fn pres_rules_authorization() {
+    let h = server("presence-rules", "force_active = 0");
+    let mut publisher = Client::udp(h.sip_addr());
+    let r = publish(&mut publisher, &h, "carol", &[], &pidf("sip:carol@127.0.0.1", "t1", "open", "secret note"));
+    assert_eq!(status(&r), 200);
+    put_rules(
+        &h,
+        "carol",
+        &ruleset(&[
+            rule("a", r#"<one id="sip:friend@127.0.0.1"/>"#, "allow", ""),
+            rule("b", r#"<one id="sip:enemy@127.0.0.1"/>"#, "block", ""),
+            rule("c", r#"<one id="sip:ex@127.0.0.1"/>"#, "polite-block", ""),
+        ]),
+    );
+
+    let mut w = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut w, "friend", "carol");
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "{n}");
+    assert!(body(&n).contains("secret note"), "allowed: the document ({n})");
+
+    let mut w = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut w, "enemy", "carol");
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=rejected"), "{n}");
+    assert_eq!(body(&n), "", "blocked: nothing");
+
+    let mut w = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut w, "ex", "carol");
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "{n}");
+    assert!(body(&n).contains("closed") && !body(&n).contains("secret"), "polite-block: neutral ({n})");
+
+    let mut stranger = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut stranger, "stranger", "carol");
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
+    assert_eq!(body(&n), "");
+
+    // A rule for the stranger arrives: pending turns active with the document.
+    put_rules(
+        &h,
+        "carol",
+        &ruleset(&[
+            rule("a", r#"<one id="sip:friend@127.0.0.1"/>"#, "allow", ""),
+            rule("d", r#"<one id="sip:stranger@127.0.0.1"/>"#, "allow", ""),
+        ]),
+    );
+    h.result("presence.refreshWatchers", json!(["sip:carol@127.0.0.1", "presence", 0]));
+    let n = next_notify(&mut stranger);
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "{n}");
+    assert!(body(&n).contains("secret note"), "{n}");
+
+    // The rule goes: the stranger is terminated with the userdel reason.
+    put_rules(&h, "carol", &ruleset(&[rule("a", r#"<one id="sip:friend@127.0.0.1"/>"#, "allow", "")]));
+    h.result("presence.refreshWatchers", json!(["sip:carol@127.0.0.1", "presence", 0]));
+    let n = next_notify(&mut stranger);
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
+}
+
+#[test]
+fn watchers_survive_a_restart() {
+    let mut h = server("presence-restart", "force_active = 1");
+    let mut watcher = Client::udp(h.sip_addr());
+    let ruri = format!("sip:dave@127.0.0.1:{}", h.sip);
+    let r = watcher.transact(&request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], ""));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut watcher);
+    let cseq1: u32 = header(&n, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap();
+    h.stop();
+    h.restart();
+    let list = h.result("presence.watcher_list", json!(["basic", "sip:dave@127.0.0.1"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "the subscription came back: {list}");
+    let mut publisher = Client::udp(h.sip_addr());
+    let r = publish(&mut publisher, &h, "dave", &[], &pidf("sip:dave@127.0.0.1", "t", "open", "back"));
+    assert_eq!(status(&r), 200);
+    let n = next_notify(&mut watcher);
+    assert!(body(&n).contains("back"), "{n}");
+    let cseq2: u32 = header(&n, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(cseq2 > cseq1, "CSeq keeps increasing across the restart ({cseq1} -> {cseq2})");
+}
+
+fn kamailio_client(server: &Host) -> Kamailio {
+    let template = std::fs::read_to_string(e2e::root().join("tests/kamailio/pua-client.cfg")).unwrap();
+    let extra = format!("modparam(\"pua\", \"outbound_proxy\", \"sip:127.0.0.1:{}\")", server.sip);
+    Kamailio::start_config("kamailio-pua-client", &template, &extra)
+}
+
+/// JSON-RPC to Kamailio over xhttp, which keeps the connection open after its reply: the reply
+/// is read up to its Content-Length.
+fn kamailio_rpc(k: &Kamailio, method: &str, params: Value) -> Value {
+    use std::io::{Read, Write};
+    let req = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", k.sip_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /RPC HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{req}",
+        req.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&buf), k.log()));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return serde_json::from_str(&body[..len]).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+            }
+        }
+        assert!(n > 0, "connection closed: {text}");
+    }
+}
+
+#[test]
+fn kamailio_pua_publishes_and_subscribes() {
+    let h = server("presence-kamailio", "force_active = 1");
+    let k = kamailio_client(&h);
+    let pres = "sip:erin@127.0.0.1";
+    let body = pidf(pres, "k1", "open", "from kamailio");
+    let r = kamailio_rpc(&k, "pua.publish", json!([pres, "3600", "presence", ".", ".", ".", ".", ".", body]));
+    let etag = r["result"]["SIP-ETag"].as_str().unwrap_or_else(|| panic!("{r}\n{}\n{}", k.log(), h.log())).to_string();
+    let list = h.result("presence.presentity_list", json!(["full"]));
+    assert_eq!(list[0]["etag"], json!(etag), "{list}");
+    assert!(list[0]["body"].as_str().unwrap().contains("from kamailio"));
+
+    // Kamailio's pua refreshes with the ETag we gave it.
+    let body2 = pidf(pres, "k1", "closed", "gone home");
+    let r = kamailio_rpc(&k, "pua.publish", json!([pres, "3600", "presence", ".", ".", etag, ".", ".", body2]));
+    assert!(r["result"]["SIP-ETag"].is_string(), "{r}\n{}", h.log());
+    assert!(eventually(Duration::from_secs(3), || {
+        h.result("presence.presentity_list", json!(["full"]))[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("gone home"))
+    }));
+
+    // Kamailio subscribes: an active watcher here, and its NOTIFY reaches Kamailio.
+    let watcher = format!("sip:kw@127.0.0.1:{}", k.sip_port);
+    // pua sends SUBSCRIBE to the presentity URI itself (its outbound_proxy is for PUBLISH).
+    let target = format!("sip:erin@127.0.0.1:{}", h.sip);
+    let r = kamailio_rpc(&k, "pua.subscribe", json!([target, watcher, "presence", 600]));
+    assert!(r.get("error").is_none(), "{r}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            h.result("presence.watcher_list", json!(["basic", pres])).as_array().is_some_and(|l| l.len() == 1)
+        }),
+        "{}",
+        h.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || k.log().contains("REQ NOTIFY") && k.log().contains("gone home")),
+        "Kamailio got the NOTIFY with the state:\n{}",
+        k.log()
+    );
+}
