@@ -282,7 +282,12 @@ mod tests {
         let cur: Vec<&str> = p.current("sip:a@x", "presence", 15).iter().map(|p| p.etag.as_str()).collect();
         assert_eq!(cur, ["e1", "e2"]);
         assert_eq!(p.current("sip:a@x", "presence", 115).len(), 1, "e1 expired at 110");
-        assert_eq!(p.expired(115), [("sip:a@x".into(), "presence".into(), "e1".into())]);
+        let mut expired = p.expired(115);
+        expired.sort();
+        assert_eq!(
+            expired,
+            [("sip:a@x".into(), "dialog".into(), "d".into()), ("sip:a@x".into(), "presence".into(), "e1".into())]
+        );
         assert!(p.replace("sip:a@x", "presence", "e1", publication("e3", 30)));
         assert!(p.find("sip:a@x", "presence", "e1").is_none());
         assert!(p.remove("sip:a@x", "presence", "e3").is_some());
