@@ -229,6 +229,11 @@ unsafe extern "C" fn drop_hooks(data: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(b)));
 }
 
+fn ffi_hooks(h: impl EventHooks) -> FfiEventHooks {
+    let b: Box<HooksBox> = Box::new(Box::new(h));
+    FfiEventHooks { data: Box::into_raw(b) as *mut c_void, call: call_hooks, drop: drop_hooks }
+}
+
 /// The bound `presence` API, for modules that add event packages (presence_xml, ...).
 #[derive(Clone, Copy)]
 pub struct Presence {
@@ -249,11 +254,7 @@ impl Presence {
 
     /// Adds an event package, with its hooks.
     pub fn add_event(&self, spec: &FfiEventSpec, hooks: Option<impl EventHooks>) -> i32 {
-        let hooks = hooks.map(|h| {
-            let b: Box<HooksBox> = Box::new(Box::new(h));
-            FfiEventHooks { data: Box::into_raw(b) as *mut c_void, call: call_hooks, drop: drop_hooks }
-        });
-        (self.vt.add_event)(spec, hooks.map_or(RNone, RSome))
+        (self.vt.add_event)(spec, hooks.map(ffi_hooks).map_or(RNone, RSome))
     }
 
     /// Re-authorizes (`kind` 0) or re-notifies (`kind` 1) the watchers of `pres_uri`/`event`.
@@ -392,4 +393,49 @@ pub fn export<T: PresenceService>(host: &Host, service: &'static T) -> Result<()
         presentity_body: presentity_body_shim::<T>,
     }));
     host.export::<PresenceApi>(vt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics;
+
+    impl EventHooks for Panics {
+        fn check_body(&self, _body: &[u8]) -> Result<(), (u16, String)> {
+            panic!("boom")
+        }
+        fn authorize(&self, _q: &HookRequest<'_>) -> (i32, String) {
+            panic!("boom")
+        }
+    }
+
+    struct Refuses;
+
+    impl EventHooks for Refuses {
+        fn check_body(&self, body: &[u8]) -> Result<(), (u16, String)> {
+            if body.is_empty() { Ok(()) } else { Err((415, "not XML".into())) }
+        }
+    }
+
+    #[test]
+    fn hooks_cross_the_boundary_and_panics_become_errors() {
+        let q = HookRequest { pres_uri: "sip:a@x", watcher_uri: "sip:w@y", from_domain: "y", previous: 0 };
+        let h = Hooks(ffi_hooks(Refuses));
+        assert_eq!(h.check_body(b""), Ok(()));
+        assert_eq!(h.check_body(b"x"), Err((415, "not XML".into())));
+        assert_eq!(h.authorize(&q), Ok((status::ACTIVE, String::new())), "the default authorizes");
+        assert_eq!(h.aggregate("sip:a@x", &[b"one", b"two"], None), Ok(Some(b"two".to_vec())));
+        assert_eq!(h.aggregate("sip:a@x", &[b"one", b"two"], Some(1)), Ok(None), "the newest is being removed");
+        assert_eq!(h.transform(&q, b"doc"), Ok(b"doc".to_vec()));
+
+        let h = Hooks(ffi_hooks(Panics));
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let checked = h.check_body(b"x");
+        let authorized = h.authorize(&q);
+        std::panic::set_hook(prev);
+        assert_eq!(checked, Err((500, "the event hook panicked".into())));
+        assert_eq!(authorized, Err("the event hook panicked".into()));
+    }
 }
