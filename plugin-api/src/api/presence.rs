@@ -9,10 +9,8 @@
 //! thread, never under the presence server's locks; a panicking hook is caught and reported as
 //! an error reply (the request gets a 500, the server keeps running).
 
-use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
 
 use abi_stable::StableAbi;
 use abi_stable::std_types::{RNone, ROption, RSlice, RSome, RStr, RString, RVec};
@@ -359,13 +357,10 @@ pub trait PresenceService: Send + Sync + 'static {
     fn presentity_body(&self, pres_uri: &str, event: &str) -> Option<Vec<u8>>;
 }
 
-static SERVICE: OnceLock<&'static (dyn Any + Send + Sync)> = OnceLock::new();
+static SERVICE: super::ServiceSlot = super::ServiceSlot::new();
 
 fn guarded<T: PresenceService, R>(fail: R, f: impl FnOnce(&'static T) -> R) -> R {
-    match SERVICE.get().and_then(|s| s.downcast_ref::<T>()) {
-        Some(s) => catch_unwind(AssertUnwindSafe(|| f(s))).unwrap_or(fail),
-        None => fail,
-    }
+    SERVICE.guarded(fail, f)
 }
 
 extern "C" fn add_event_shim<T: PresenceService>(spec: &FfiEventSpec, hooks: ROption<FfiEventHooks>) -> i32 {
@@ -385,7 +380,7 @@ extern "C" fn presentity_body_shim<T: PresenceService>(uri: RStr<'_>, event: RSt
 /// Exports `service` as the `presence` API (from the `presence` module's init; the module
 /// must declare `.exports("presence")`).
 pub fn export<T: PresenceService>(host: &Host, service: &'static T) -> Result<(), Error> {
-    SERVICE.set(service).map_err(|_| Error::new("the presence API is already exported"))?;
+    SERVICE.set(service, "presence")?;
     let vt: &'static PresenceVTable = Box::leak(Box::new(PresenceVTable {
         add_event: add_event_shim::<T>,
         refresh_watchers: refresh_watchers_shim::<T>,

@@ -8,10 +8,8 @@
 //! [`export`], implementing [`PuaService`] in safe Rust (the `extern "C"` shims are generated
 //! here and catch panics).
 
-use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
 
 use abi_stable::StableAbi;
 use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString, RVec};
@@ -744,18 +742,10 @@ pub trait PuaService: Send + Sync + 'static {
     fn get_subs_list(&self, did: &str) -> Vec<String>;
 }
 
-static SERVICE: OnceLock<&'static (dyn Any + Send + Sync)> = OnceLock::new();
+static SERVICE: super::ServiceSlot = super::ServiceSlot::new();
 
-fn service<T: PuaService>() -> Option<&'static T> {
-    SERVICE.get().and_then(|s| s.downcast_ref::<T>())
-}
-
-/// Runs `f` on the service, turning a panic (or a missing service) into `fail`.
 fn guarded<T: PuaService, R>(fail: R, f: impl FnOnce(&'static T) -> R) -> R {
-    match service::<T>() {
-        Some(s) => catch_unwind(AssertUnwindSafe(|| f(s))).unwrap_or(fail),
-        None => fail,
-    }
+    SERVICE.guarded(fail, f)
 }
 
 extern "C" fn send_subscribe_shim<T: PuaService>(info: &FfiSubscribeInfo) -> i32 {
@@ -791,7 +781,7 @@ extern "C" fn get_subs_list_shim<T: PuaService>(did: RStr<'_>) -> RVec<RString> 
 /// Exports `service` as the `pua` API (from the `pua` module's init; the module must declare
 /// `.exports("pua")`).
 pub fn export<T: PuaService>(host: &Host, service: &'static T) -> Result<(), Error> {
-    SERVICE.set(service).map_err(|_| Error::new("the pua API is already exported"))?;
+    SERVICE.set(service, "pua")?;
     let vt: &'static PuaVTable = Box::leak(Box::new(PuaVTable {
         send_subscribe: send_subscribe_shim::<T>,
         send_publish: send_publish_shim::<T>,
