@@ -402,3 +402,22 @@ fn kamailio_pua_publishes_and_subscribes() {
         k.log()
     );
 }
+
+#[test]
+fn sphere_condition_uses_the_presentitys_rpid_sphere() {
+    let h = server("presence-sphere", "force_active = 0\nenable_sphere_check = 1");
+    let mut publisher = Client::udp(h.sip_addr());
+    let doc = r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:frank@127.0.0.1"><tuple id="t"><status><basic>open</basic></status></tuple><dm:person id="p"><rpid:sphere>work</rpid:sphere></dm:person></presence>"#;
+    let r = publish(&mut publisher, &h, "frank", &[], doc);
+    assert_eq!(status(&r), 200, "{r}");
+    // Kamailio mode compares the rule's <sphere> text with the presentity's sphere.
+    let home_only = r#"<rule id="h"><conditions><identity><one id="sip:friend@127.0.0.1"/></identity><sphere>home</sphere></conditions><actions><sub-handling xmlns="urn:ietf:params:xml:ns:pres-rules">allow</sub-handling></actions></rule>"#;
+    put_rules(&h, "frank", &ruleset(&[home_only.to_string()]));
+    let mut w = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut w, "friend", "frank");
+    assert!(
+        header(&n, "Subscription-State").unwrap().starts_with("pending"),
+        "at work, a home-only rule does not apply: {n}"
+    );
+    assert_eq!(body(&n), "");
+}

@@ -102,8 +102,9 @@ pub struct PidfHooks(pub Arc<Settings>);
 
 impl PidfHooks {
     /// The rules of `pres_uri` and the decision for the watcher of `q`; `None` when the
-    /// presentity has no (readable) rules.
-    fn decide(&self, q: &HookRequest<'_>, rules: &XcapRules) -> Option<pres_rules::Decision> {
+    /// presentity has no (readable) rules. Read and parsed once per question: the decision and
+    /// the transformations come from the same document.
+    fn decide(&self, q: &HookRequest<'_>, rules: &XcapRules) -> Option<(Rules, pres_rules::Decision)> {
         let doc = match rules.fetch(q.pres_uri) {
             Ok(Some(d)) => d,
             Ok(None) => return None,
@@ -119,10 +120,18 @@ impl PidfHooks {
                 return None;
             }
         };
+        // The presentity's RPID sphere, only when sphere conditions are evaluated (it costs an
+        // aggregation): with enable_sphere_check, and always in RFC mode.
+        let sphere = self
+            .0
+            .presence
+            .filter(|_| self.0.sphere_check || self.0.mode == Mode::Rfc)
+            .and_then(|p| p.presentity_body(q.pres_uri, "presence"))
+            .and_then(|doc| pidf::sphere(&String::from_utf8_lossy(&doc)));
         let watcher = Watcher { uri: q.watcher_uri, from_domain: q.from_domain };
-        Some(rules.evaluate(&watcher, None, chrono::Utc::now(), self.0.mode, self.0.sphere_check))
-            .map(|d| (d, rules))
-            .map(|(d, _)| d)
+        let decision =
+            rules.evaluate(&watcher, sphere.as_deref(), chrono::Utc::now(), self.0.mode, self.0.sphere_check);
+        Some((rules, decision))
     }
 }
 
@@ -168,7 +177,7 @@ impl EventHooks for PidfHooks {
             status::WAITING => Status::Waiting,
             _ => Status::Pending,
         };
-        let Some(decision) = self.decide(q, rules) else {
+        let Some((_, decision)) = self.decide(q, rules) else {
             return (status::PENDING, String::new());
         };
         if decision.is_error() {
@@ -187,7 +196,7 @@ impl EventHooks for PidfHooks {
             return body.to_vec();
         };
         let neutral = || pres_rules::polite_block_document(q.pres_uri).into_bytes();
-        let Some(decision) = self.decide(q, rules) else {
+        let Some((parsed, decision)) = self.decide(q, rules) else {
             // No rules: Kamailio shows the document (the watcher is pending anyway, so this is
             // reached only after a rule was removed); RFC mode shows nothing.
             return if self.0.mode == Mode::Rfc { neutral() } else { body.to_vec() };
@@ -195,8 +204,6 @@ impl EventHooks for PidfHooks {
         if decision.sub_handling == Some(SubHandling::PoliteBlock) {
             return neutral();
         }
-        let Ok(doc) = rules.fetch(q.pres_uri) else { return neutral() };
-        let Some(parsed) = doc.as_deref().and_then(|d| Rules::parse(d).ok()) else { return neutral() };
         match parsed.transform(&decision, &String::from_utf8_lossy(body), self.0.mode) {
             Ok(t) => t.body.into_bytes(),
             Err(e) => {

@@ -2,7 +2,7 @@
 //! server and decides who may see what.
 //!
 //! - `presence` (application/pidf+xml): PUBLISH bodies are checked (well-formed PIDF, within
-//!   size, depth and node limits, no DTD); the publications of a presentity are aggregated into
+//!   depth and node limits, no DTD; presence's max_body limits the size); the publications of a presentity are aggregated into
 //!   one document (reference §11.4), a removed one in its offline form; watchers are authorized
 //!   by the presentity's pres-rules from the `xcap` table and see the document filtered by the
 //!   rule's transformations (reference §11.3).
@@ -85,7 +85,6 @@ impl Module for PresenceXml {
                     .doc("kamailio: Kamailio's evaluation (first matching rule, no transformations shows all); rfc: RFC 4745/5025"),
             )
             .param(Param::int("enable_sphere_check", 0).range(0..=1).doc("evaluate <sphere> conditions against the presentity's RPID sphere"))
-            .param(Param::int("max_body", 65_536).min(1).doc("largest PUBLISH body accepted (413 above)"))
             .function(
                 Function::new("pres_check_basic", 2..=2, Self::pres_check_basic)
                     .doc("uri status: 1 when a tuple's basic status starts with status, else -1"),
@@ -122,7 +121,9 @@ impl Module for PresenceXml {
             };
             Some(XcapRules::open(host, url, params.str("xcap_table"), servers)?)
         };
-        let limits = pidf::Limits { max_bytes: params.int("max_body").max(1) as usize, ..pidf::Limits::default() };
+        // Size is the presence server's `max_body` (checked before any package sees a body);
+        // here only the structure: depth, node count, no DTD.
+        let limits = pidf::Limits { max_bytes: usize::MAX, ..pidf::Limits::default() };
         let settings = Arc::new(Settings {
             mode,
             force_active,
