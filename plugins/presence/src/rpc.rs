@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::PresenceModule;
 use crate::server::{Server, now};
+use crate::storage::split_identity;
 use crate::store::{Publication, Subscription};
 
 fn fault(msg: &str) -> RpcFault {
@@ -14,7 +15,7 @@ fn fault(msg: &str) -> RpcFault {
 }
 
 fn publication_json(uri: &str, event: &str, p: &Publication, full: bool) -> Value {
-    let (user, domain) = uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).unwrap_or(("", uri));
+    let (user, domain) = split_identity(uri);
     let mut v = json!({
         "user": user, "domain": domain, "event": event, "etag": p.etag,
         "sender": p.sender, "expires": p.expires,
@@ -105,7 +106,7 @@ impl PresenceModule {
         let domain = call.str(2).ok_or_else(|| fault("Not enough parameters"))?;
         let st = self.server().state();
         let matches = |uri: &str| {
-            let (u, d) = uri.strip_prefix("sip:").and_then(|r| r.split_once('@')).unwrap_or(("", uri));
+            let (u, d) = split_identity(uri);
             (user == "*" || u == user) && (domain == "*" || d == domain)
         };
         Ok(Value::Array(

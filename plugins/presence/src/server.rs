@@ -382,7 +382,7 @@ impl Server {
 
     /// Queues a NOTIFY for subscription `key` (built from it under the lock) and sends the
     /// next one if none is out.
-    pub fn queue(self: &Arc<Self>, key: &DialogKey, make: impl FnOnce(&Subscription) -> QueuedNotify) {
+    pub fn queue(self: &Arc<Self>, key: &DialogKey, make: impl FnOnce(&mut Subscription) -> QueuedNotify) {
         {
             let mut st = self.state();
             let Some(s) = st.subscriptions.get_mut(key) else { return };
@@ -582,11 +582,6 @@ impl Server {
             (status::ACTIVE, String::new())
         };
         let local_contact = self.local_contact(&ctx.peer());
-        let (status, reason) = if status == status::POLITE_BLOCK {
-            (status::ACTIVE, "polite-block".to_string())
-        } else {
-            (status, reason)
-        };
         let s = Subscription {
             key: DialogKey { call_id: call_id.to_string(), to_tag, from_tag },
             pres_uri,
@@ -635,12 +630,24 @@ impl Server {
     /// the result is stored, as Kamailio's `watchers` table).
     fn authorize(&self, pkg: &Package, pres_uri: &str, watcher_uri: &str, from_domain: &str) -> (i32, String) {
         let k = (pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone());
-        if let Some(a) = self.state().watchers.get(&k)
-            && a.status != status::PENDING
-        {
-            return (a.status, a.reason.clone());
+        let stored = self.state().watchers.get(&k).cloned();
+        match stored {
+            Some(a) if a.status != status::PENDING => (a.status, a.reason),
+            _ => self.decide(pkg, pres_uri, watcher_uri, from_domain, stored.map_or(0, |a| a.status)),
         }
-        let previous = self.state().watchers.get(&k).map_or(0, |a| a.status);
+    }
+
+    /// Asks the package's AUTHORIZE hook about a watcher and stores the answer (Kamailio's
+    /// `watchers` row). Polite-block is kept as Kamailio keeps it: active, reason
+    /// `polite-block`. A failing hook leaves the watcher pending.
+    fn decide(
+        &self,
+        pkg: &Package,
+        pres_uri: &str,
+        watcher_uri: &str,
+        from_domain: &str,
+        previous: i32,
+    ) -> (i32, String) {
         let q = HookRequest { pres_uri, watcher_uri, from_domain, previous };
         let (st, reason) = match &pkg.hooks {
             Some(h) => h.authorize(&q).unwrap_or_else(|e| {
@@ -649,14 +656,16 @@ impl Server {
             }),
             None => (status::ACTIVE, String::new()),
         };
+        let (st, reason) =
+            if st == status::POLITE_BLOCK { (status::ACTIVE, "polite-block".to_string()) } else { (st, reason) };
         let a = Authorization { status: st, reason: reason.clone(), inserted_time: now() };
         if let Some(s) = &self.storage
             && self.cfg.subs_db_mode != 0
-            && let Err(e) = s.save_watcher(&k.0, &k.1, &k.2, &a)
+            && let Err(e) = s.save_watcher(pres_uri, watcher_uri, &pkg.name, &a)
         {
             tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
         }
-        self.state().watchers.insert(k, a);
+        self.state().watchers.insert((pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone()), a);
         (st, reason)
     }
 
@@ -703,12 +712,10 @@ impl Server {
             let watcher = watcher.clone();
             let ctype = winfo_pkg.content_type.clone();
             self.queue(&k, move |sub| {
-                let doc = winfo::document(sub.version + 1, false, &sub.pres_uri, &pkg.name, &[watcher]);
+                sub.version += 1;
+                let doc = winfo::document(sub.version, false, &sub.pres_uri, &pkg.name, &[watcher]);
                 QueuedNotify { state: subscription_state(sub, now), body: Some((ctype, doc.into_bytes())), last: false }
             });
-            if let Some(sub) = self.state().subscriptions.get_mut(&k) {
-                sub.version += 1;
-            }
         }
     }
 
@@ -727,27 +734,8 @@ impl Server {
             self.state().watchers.retain(|(p, _, e), _| !(p == pres_uri && e == &pkg.name));
             for k in &keys {
                 let Some(s) = self.state().subscriptions.get(k).cloned() else { continue };
-                let q = HookRequest {
-                    pres_uri,
-                    watcher_uri: &s.watcher_uri(),
-                    from_domain: &s.from_domain,
-                    previous: if s.reason == "polite-block" { status::POLITE_BLOCK } else { s.status },
-                };
-                let (mut st, mut reason) = match &pkg.hooks {
-                    Some(h) => h.authorize(&q).unwrap_or((status::PENDING, String::new())),
-                    None => (status::ACTIVE, String::new()),
-                };
-                if st == status::POLITE_BLOCK {
-                    (st, reason) = (status::ACTIVE, "polite-block".into());
-                }
-                let a = Authorization { status: st, reason: reason.clone(), inserted_time: now };
-                if let Some(db) = &self.storage
-                    && self.cfg.subs_db_mode != 0
-                    && let Err(e) = db.save_watcher(pres_uri, q.watcher_uri, &pkg.name, &a)
-                {
-                    tracing::error!("presence: storing the watcher {}: {e}", q.watcher_uri);
-                }
-                self.state().watchers.insert((pres_uri.to_string(), q.watcher_uri.to_string(), pkg.name.clone()), a);
+                let previous = if s.reason == "polite-block" { status::POLITE_BLOCK } else { s.status };
+                let (st, reason) = self.decide(&pkg, pres_uri, &s.watcher_uri(), &s.from_domain, previous);
                 let changed = {
                     let mut g = self.state();
                     let Some(sub) = g.subscriptions.get_mut(k) else { continue };

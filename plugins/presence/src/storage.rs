@@ -17,12 +17,10 @@ pub struct Storage {
     watchers: String,
 }
 
-fn split_uri(uri: &str) -> (String, String) {
+/// (user, domain) of a stored `sip:user@domain` identity (the form the server keys by).
+pub(crate) fn split_identity(uri: &str) -> (&str, &str) {
     let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:")).unwrap_or(uri);
-    match rest.split_once('@') {
-        Some((u, d)) => (u.to_string(), d.to_string()),
-        None => (String::new(), rest.to_string()),
-    }
+    rest.split_once('@').unwrap_or(("", rest))
 }
 
 const SUB_COLUMNS: [&str; 26] = [
@@ -183,10 +181,10 @@ impl Storage {
         old_etag: Option<&str>,
         p: &Publication,
     ) -> Result<(), Error> {
-        let (user, domain) = split_uri(uri);
+        let (user, domain) = split_identity(uri);
         let values: Vec<(&str, DbValue)> = vec![
-            ("username", user.as_str().into()),
-            ("domain", domain.as_str().into()),
+            ("username", user.into()),
+            ("domain", domain.into()),
             ("event", event.into()),
             ("etag", p.etag.as_str().into()),
             ("expires", p.expires.into()),
@@ -199,8 +197,8 @@ impl Storage {
             None => self.db.insert(&self.presentity, &values).map(drop),
             Some(old) => {
                 let conds = [
-                    Cond::eq("username", user.as_str()),
-                    Cond::eq("domain", domain.as_str()),
+                    Cond::eq("username", user),
+                    Cond::eq("domain", domain),
                     Cond::eq("event", event),
                     Cond::eq("etag", old),
                 ];
@@ -211,13 +209,9 @@ impl Storage {
 
     /// Deletes the publication with `etag`.
     pub fn delete_publication(&self, uri: &str, event: &str, etag: &str) -> Result<(), Error> {
-        let (user, domain) = split_uri(uri);
-        let conds = [
-            Cond::eq("username", user.as_str()),
-            Cond::eq("domain", domain.as_str()),
-            Cond::eq("event", event),
-            Cond::eq("etag", etag),
-        ];
+        let (user, domain) = split_identity(uri);
+        let conds =
+            [Cond::eq("username", user), Cond::eq("domain", domain), Cond::eq("event", event), Cond::eq("etag", etag)];
         self.db.delete(&self.presentity, &conds).map(drop)
     }
 
@@ -324,11 +318,11 @@ impl Storage {
 
     /// Writes an authorization record.
     pub fn save_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) -> Result<(), Error> {
-        let (user, domain) = split_uri(watcher_uri);
+        let (user, domain) = split_identity(watcher_uri);
         let values: Vec<(&str, DbValue)> = vec![
             ("presentity_uri", pres_uri.into()),
-            ("watcher_username", user.as_str().into()),
-            ("watcher_domain", domain.as_str().into()),
+            ("watcher_username", user.into()),
+            ("watcher_domain", domain.into()),
             ("event", event.into()),
             ("status", i64::from(a.status).into()),
             ("reason", if a.reason.is_empty() { DbValue::Null } else { a.reason.as_str().into() }),
@@ -341,11 +335,11 @@ impl Storage {
 
     /// Deletes an authorization record.
     pub fn delete_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str) -> Result<(), Error> {
-        let (user, domain) = split_uri(watcher_uri);
+        let (user, domain) = split_identity(watcher_uri);
         let conds = [
             Cond::eq("presentity_uri", pres_uri),
-            Cond::eq("watcher_username", user.as_str()),
-            Cond::eq("watcher_domain", domain.as_str()),
+            Cond::eq("watcher_username", user),
+            Cond::eq("watcher_domain", domain),
             Cond::eq("event", event),
         ];
         self.db.delete(&self.watchers, &conds).map(drop)
@@ -360,6 +354,6 @@ mod tests {
     fn route_column_round_trip() {
         assert_eq!(routes("<sip:p1;lr>,<sip:p2;lr;x=\"a,b\">"), ["<sip:p1;lr>", "<sip:p2;lr;x=\"a,b\">"]);
         assert!(routes("").is_empty());
-        assert_eq!(split_uri("sip:alice@example.com"), ("alice".into(), "example.com".into()));
+        assert_eq!(split_identity("sip:alice@example.com"), ("alice", "example.com"));
     }
 }

@@ -16,27 +16,87 @@ pub struct Publication {
     pub priority: i64,
 }
 
+/// Lists by (presentity URI, event), looked up with borrowed strings: a request's lookup
+/// allocates nothing (a presentity has a few events, so they are a short list).
+#[derive(Debug)]
+pub struct ByPresentity<T> {
+    map: HashMap<String, Vec<(String, Vec<T>)>>,
+}
+
+impl<T> Default for ByPresentity<T> {
+    fn default() -> Self {
+        Self { map: HashMap::new() }
+    }
+}
+
+impl<T> ByPresentity<T> {
+    /// The list of (uri, event).
+    pub fn get(&self, uri: &str, event: &str) -> Option<&Vec<T>> {
+        self.map.get(uri)?.iter().find(|(e, _)| e == event).map(|(_, l)| l)
+    }
+
+    /// The list of (uri, event), mutable.
+    pub fn get_mut(&mut self, uri: &str, event: &str) -> Option<&mut Vec<T>> {
+        self.map.get_mut(uri)?.iter_mut().find(|(e, _)| e == event).map(|(_, l)| l)
+    }
+
+    /// Appends `v` to the list of (uri, event).
+    pub fn push(&mut self, uri: &str, event: &str, v: T) {
+        let events = match self.map.get_mut(uri) {
+            Some(events) => events,
+            None => self.map.entry(uri.to_string()).or_default(),
+        };
+        match events.iter_mut().find(|(e, _)| e == event) {
+            Some((_, l)) => l.push(v),
+            None => events.push((event.to_string(), vec![v])),
+        }
+    }
+
+    /// Applies `f` to the list of (uri, event), then drops the list if it became empty.
+    pub fn update<R>(&mut self, uri: &str, event: &str, f: impl FnOnce(&mut Vec<T>) -> R) -> Option<R> {
+        let events = self.map.get_mut(uri)?;
+        let i = events.iter().position(|(e, _)| e == event)?;
+        let r = f(&mut events[i].1);
+        if events[i].1.is_empty() {
+            events.swap_remove(i);
+            if events.is_empty() {
+                self.map.remove(uri);
+            }
+        }
+        Some(r)
+    }
+
+    /// Every (uri, event, list).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Vec<T>)> {
+        self.map.iter().flat_map(|(u, events)| events.iter().map(move |(e, l)| (u.as_str(), e.as_str(), l)))
+    }
+
+    /// No lists.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// Publications by (presentity URI, event name).
 #[derive(Debug, Default)]
 pub struct Presentities {
-    map: HashMap<(String, String), Vec<Publication>>,
+    map: ByPresentity<Publication>,
 }
 
 impl Presentities {
     /// The publication with `etag`.
     pub fn find(&self, uri: &str, event: &str, etag: &str) -> Option<&Publication> {
-        self.map.get(&(uri.to_string(), event.to_string()))?.iter().find(|p| p.etag == etag)
+        self.map.get(uri, event)?.iter().find(|p| p.etag == etag)
     }
 
     /// Stores a new publication.
     pub fn insert(&mut self, uri: &str, event: &str, p: Publication) {
-        self.map.entry((uri.to_string(), event.to_string())).or_default().push(p);
+        self.map.push(uri, event, p);
     }
 
     /// Replaces the publication with `etag` by `p`; false when there is none.
     pub fn replace(&mut self, uri: &str, event: &str, etag: &str, p: Publication) -> bool {
-        let Some(list) = self.map.get_mut(&(uri.to_string(), event.to_string())) else { return false };
-        match list.iter_mut().find(|x| x.etag == etag) {
+        match self.map.get_mut(uri, event).and_then(|l| l.iter_mut().find(|x| x.etag == etag)) {
             Some(slot) => {
                 *slot = p;
                 true
@@ -47,47 +107,31 @@ impl Presentities {
 
     /// Removes the publication with `etag`.
     pub fn remove(&mut self, uri: &str, event: &str, etag: &str) -> Option<Publication> {
-        let key = (uri.to_string(), event.to_string());
-        let list = self.map.get_mut(&key)?;
-        let i = list.iter().position(|p| p.etag == etag)?;
-        let p = list.remove(i);
-        if list.is_empty() {
-            self.map.remove(&key);
-        }
-        Some(p)
+        self.map.update(uri, event, |l| l.iter().position(|p| p.etag == etag).map(|i| l.remove(i))).flatten()
     }
 
     /// Unexpired publications, oldest first (by received time, then priority), as Kamailio's
     /// `retrieve_order` 0 gives them to the aggregation.
     pub fn current(&self, uri: &str, event: &str, now: i64) -> Vec<&Publication> {
-        let mut v: Vec<&Publication> = self
-            .map
-            .get(&(uri.to_string(), event.to_string()))
-            .map(|l| l.iter().filter(|p| p.expires > now).collect())
-            .unwrap_or_default();
+        let mut v: Vec<&Publication> =
+            self.map.get(uri, event).map(|l| l.iter().filter(|p| p.expires > now).collect()).unwrap_or_default();
         v.sort_by_key(|p| (p.received_time, p.priority));
         v
     }
 
     /// (uri, event, etag) of every publication expired at `now`.
     pub fn expired(&self, now: i64) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for ((uri, event), list) in &self.map {
-            for p in list.iter().filter(|p| p.expires <= now) {
-                out.push((uri.clone(), event.clone(), p.etag.clone()));
-            }
-        }
-        out
+        self.iter().filter(|(_, _, p)| p.expires <= now).map(|(u, e, p)| (u.into(), e.into(), p.etag.clone())).collect()
     }
 
     /// Every publication with its presentity URI and event.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Publication)> {
-        self.map.iter().flat_map(|((u, e), l)| l.iter().map(move |p| (u.as_str(), e.as_str(), p)))
+        self.map.iter().flat_map(|(u, e, l)| l.iter().map(move |p| (u, e, p)))
     }
 
     /// Number of publications.
     pub fn len(&self) -> usize {
-        self.map.values().map(Vec::len).sum()
+        self.map.iter().map(|(_, _, l)| l.len()).sum()
     }
 
     /// No publications.
@@ -180,7 +224,7 @@ impl Subscription {
 #[derive(Debug, Default)]
 pub struct Subscriptions {
     by_key: HashMap<DialogKey, Subscription>,
-    by_pres: HashMap<(String, String), Vec<DialogKey>>,
+    by_pres: ByPresentity<DialogKey>,
 }
 
 impl Subscriptions {
@@ -194,35 +238,28 @@ impl Subscriptions {
 
     /// Stores `s` (replacing one with the same dialog).
     pub fn insert(&mut self, s: Subscription) {
-        let idx = (s.pres_uri.clone(), s.event.clone());
-        let key = s.key.clone();
+        let (uri, event, key) = (s.pres_uri.clone(), s.event.clone(), s.key.clone());
         if self.by_key.insert(key.clone(), s).is_none() {
-            self.by_pres.entry(idx).or_default().push(key);
+            self.by_pres.push(&uri, &event, key);
         }
     }
 
     /// Removes the subscription of `key`.
     pub fn remove(&mut self, key: &DialogKey) -> Option<Subscription> {
         let s = self.by_key.remove(key)?;
-        let idx = (s.pres_uri.clone(), s.event.clone());
-        if let Some(keys) = self.by_pres.get_mut(&idx) {
-            keys.retain(|k| k != key);
-            if keys.is_empty() {
-                self.by_pres.remove(&idx);
-            }
-        }
+        self.by_pres.update(&s.pres_uri, &s.event, |keys| keys.retain(|k| k != key));
         Some(s)
     }
 
     /// Dialogs of the subscriptions to (pres_uri, event), ended ones included.
     pub fn keys_for(&self, pres_uri: &str, event: &str) -> Vec<DialogKey> {
-        self.by_pres.get(&(pres_uri.to_string(), event.to_string())).cloned().unwrap_or_default()
+        self.by_pres.get(pres_uri, event).cloned().unwrap_or_default()
     }
 
     /// Live (not ended, not expired) subscriptions to (pres_uri, event).
     pub fn live_for(&self, pres_uri: &str, event: &str, now: i64) -> impl Iterator<Item = &Subscription> {
         self.by_pres
-            .get(&(pres_uri.to_string(), event.to_string()))
+            .get(pres_uri, event)
             .into_iter()
             .flatten()
             .filter_map(|k| self.by_key.get(k))
