@@ -421,3 +421,116 @@ fn sphere_condition_uses_the_presentitys_rpid_sphere() {
     );
     assert_eq!(body(&n), "");
 }
+
+/// One HTTP request with optional Basic credentials; returns (status, headers, body).
+fn xcap(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String, String) {
+    xcap_with(port, method, path, auth, "", body)
+}
+
+/// [`xcap`] with extra header lines (each ending in CRLF).
+fn xcap_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{extra}Content-Type: application/auth-policy+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn xcap_server_rules_change_the_watchers() {
+    let xcap_port = e2e::free_port();
+    let config = format!(
+        r#"loadmodule = ["presence", "presence_xml", "xcap_server"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.presence]
+db_url = "sqlite://presence.sqlite"
+[modparam.presence_xml]
+db_url = "sqlite://presence.sqlite"
+integrated_xcap_server = 1
+[modparam.xcap_server]
+db_url = "sqlite://presence.sqlite"
+http = "127.0.0.1:{xcap_port}"
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+"#
+    );
+    let h = Host::start("presence-xcap", &config);
+    let db = h.dir.join("presence.sqlite");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA busy_timeout=5000')\nc.executemany(\"insert into subscriber(username,domain,password) values(?, '127.0.0.1', ?)\", [('carol','s3cret'),('mallory','m')])\nc.commit()"])
+        .arg(&db)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut publisher = Client::udp(h.sip_addr());
+    let r = publish(&mut publisher, &h, "carol", &[], &pidf("sip:carol@127.0.0.1", "t1", "open", "secret note"));
+    assert_eq!(status(&r), 200);
+    let mut stranger = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut stranger, "stranger", "carol");
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
+
+    let path = "/xcap-root/pres-rules/users/sip:carol@127.0.0.1/index";
+    let carol = "Y2Fyb2w6czNjcmV0"; // carol:s3cret
+    let mallory = "bWFsbG9yeTpt"; // mallory:m
+    let allow = ruleset(&[rule("d", r#"<one id="sip:stranger@127.0.0.1"/>"#, "allow", "")]);
+    let (code, head, _) = xcap(xcap_port, "PUT", path, None, &allow);
+    assert_eq!(code, 401, "{head}");
+    assert!(head.contains("WWW-Authenticate: Basic"), "{head}");
+    assert_eq!(xcap(xcap_port, "PUT", path, Some("Y2Fyb2w6d3Jvbmc="), &allow).0, 401, "wrong password");
+    assert_eq!(xcap(xcap_port, "PUT", path, Some(mallory), &allow).0, 403, "another user's document");
+    let (code, _, err) = xcap(xcap_port, "PUT", path, Some(carol), "<ruleset><rule>");
+    assert_eq!(code, 409);
+    assert!(err.contains("not-well-formed"), "{err}");
+    assert_eq!(xcap(xcap_port, "GET", path, Some(carol), "").0, 404);
+    assert_eq!(xcap(xcap_port, "GET", &format!("{path}/~~/ruleset"), Some(carol), "").0, 501);
+
+    // The rule arrives over XCAP: the pending watcher turns active with the document.
+    let (code, head, _) = xcap(xcap_port, "PUT", path, Some(carol), &allow);
+    assert_eq!(code, 201, "{head}");
+    let n = next_notify(&mut stranger);
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "{n}");
+    assert!(body(&n).contains("secret note"), "{n}");
+    let (code, head, doc) = xcap(xcap_port, "GET", path, Some(carol), "");
+    assert_eq!((code, doc.as_str()), (200, allow.as_str()), "{head}");
+    assert!(head.contains("ETag: \""), "{head}");
+
+    // A conditional PUT with a stale ETag changes nothing.
+    let block = ruleset(&[rule("d", r#"<one id="sip:stranger@127.0.0.1"/>"#, "block", "")]);
+    assert_eq!(xcap_with(xcap_port, "PUT", path, Some(carol), "If-Match: \"stale\"\r\n", &block).0, 412);
+    assert_eq!(xcap(xcap_port, "GET", path, Some(carol), "").2, allow, "unchanged");
+    // Its rule goes (the document stays): terminated with the userdel reason.
+    let friend_only = ruleset(&[rule("a", r#"<one id="sip:friend@127.0.0.1"/>"#, "allow", "")]);
+    let (code, head, _) = xcap(xcap_port, "PUT", path, Some(carol), &friend_only);
+    assert_eq!(code, 200, "{head}");
+    let n = next_notify(&mut stranger);
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
+
+    // The document goes: a new watcher is pending (no rules: Kamailio's behaviour).
+    let (code, head, _) = xcap(xcap_port, "DELETE", path, Some(carol), "");
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(xcap(xcap_port, "DELETE", path, Some(carol), "").0, 404);
+    let mut friend = Client::udp(h.sip_addr());
+    let (_, n) = subscribe_as(&h, &mut friend, "friend", "carol");
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
+}
