@@ -138,3 +138,27 @@ pub fn postgres() -> Option<Database> {
 pub fn mariadb() -> Option<Database> {
     server_db("PUAHOST_TEST_MYSQL", "mariadb", "")
 }
+
+/// The database a test runs on: "sqlite" always; "postgres" and "mariadb" when their servers are
+/// configured, else `None` (the test says it is skipped).
+pub fn database(kind: &str) -> Option<Database> {
+    match kind {
+        "postgres" => postgres(),
+        "mariadb" => mariadb(),
+        _ => Some(sqlite()),
+    }
+}
+
+/// `name: "kind", |db| body;` → a test `name` running `body` on a [`database`] of that kind.
+#[macro_export]
+macro_rules! database_tests {
+    ($($test:ident: $kind:literal, $run:expr;)*) => {$(
+        #[test]
+        fn $test() {
+            if let Some(db) = $crate::dbs::database($kind) {
+                let run: &dyn Fn(&$crate::dbs::Database) = &$run;
+                run(&db);
+            }
+        }
+    )*};
+}

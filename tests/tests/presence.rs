@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::kamailio::{Kamailio, reply};
 use e2e::sip::{Client, header, request, status};
-use e2e::{Host, eventually};
+use e2e::{Host, database_tests, eventually};
 use serde_json::{Value, json};
 
 fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> String {
@@ -18,6 +18,11 @@ fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> String {
 
 /// A presence server; `xml` is extra `[modparam.presence_xml]` lines.
 fn server(name: &str, xml: &str) -> Host {
+    server_on(name, "sqlite://presence.sqlite", xml)
+}
+
+/// A presence server on the database at `db_url`.
+fn server_on(name: &str, db_url: &str, xml: &str) -> Host {
     let config = format!(
         r#"loadmodule = ["presence", "presence_xml"]
 [core]
@@ -27,12 +32,12 @@ listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]
 [rpc]
 http = "127.0.0.1:@HTTP@"
 [modparam.presence]
-db_url = "sqlite://presence.sqlite"
+db_url = "{db_url}"
 min_expires = 60
 clean_period = 2
 db_update_period = 1
 [modparam.presence_xml]
-db_url = "sqlite://presence.sqlite"
+db_url = "{db_url}"
 {xml}
 [[route]]
 method = "PUBLISH"
@@ -297,20 +302,32 @@ fn pres_rules_authorization() {
     assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
 }
 
-#[test]
-fn watchers_survive_a_restart() {
-    let mut h = server("presence-restart", "force_active = 1");
+database_tests! {
+    restart_keeps_state_on_sqlite: "sqlite", restart_keeps_state;
+    restart_keeps_state_on_postgres: "postgres", restart_keeps_state;
+    restart_keeps_state_on_mariadb: "mariadb", restart_keeps_state;
+}
+
+/// Publications and watchers survive a SIGTERM restart (Kamailio's tables on `db`); NOTIFY
+/// CSeq keeps increasing.
+fn restart_keeps_state(db: &e2e::dbs::Database) {
+    let mut h = server_on(&format!("presence-restart-{}", db.kind), &db.url, "force_active = 1");
     let mut watcher = Client::udp(h.sip_addr());
     let ruri = format!("sip:dave@127.0.0.1:{}", h.sip);
     let r = watcher.transact(&request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], ""));
     assert_eq!(status(&r), 200, "{r}");
     let n = next_notify(&mut watcher);
     let cseq1: u32 = header(&n, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap();
+    let mut publisher = Client::udp(h.sip_addr());
+    let r = publish(&mut publisher, &h, "dave", &[], &pidf("sip:dave@127.0.0.1", "t0", "open", "before"));
+    assert_eq!(status(&r), 200);
+    next_notify(&mut watcher);
     h.stop();
     h.restart();
+    let list = h.result("presence.presentity_list", json!(["full"]));
+    assert!(list[0]["body"].as_str().is_some_and(|b| b.contains("before")), "the publication came back: {list}");
     let list = h.result("presence.watcher_list", json!(["basic", "sip:dave@127.0.0.1"]));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "the subscription came back: {list}");
-    let mut publisher = Client::udp(h.sip_addr());
     let r = publish(&mut publisher, &h, "dave", &[], &pidf("sip:dave@127.0.0.1", "t", "open", "back"));
     assert_eq!(status(&r), 200);
     let n = next_notify(&mut watcher);

@@ -12,28 +12,7 @@ use e2e::kamailio::{Kamailio, SippServer};
 use e2e::{Host, eventually};
 use serde_json::{Value, json};
 
-/// The database a test runs on: SQLite always; PostgreSQL and MariaDB when their servers are
-/// configured (see `e2e::dbs`), else the test says it is skipped.
-fn database(kind: &str) -> Option<dbs::Database> {
-    match kind {
-        "postgres" => dbs::postgres(),
-        "mariadb" => dbs::mariadb(),
-        _ => Some(dbs::sqlite()),
-    }
-}
-
-/// `name: "kind", |db| body;` → a test `name` running `body` on a database of that kind.
-macro_rules! database_tests {
-    ($($test:ident: $kind:literal, $run:expr;)*) => {$(
-        #[test]
-        fn $test() {
-            if let Some(db) = database($kind) {
-                let run: &dyn Fn(&dbs::Database) = &$run;
-                run(&db);
-            }
-        }
-    )*};
-}
+use e2e::database_tests;
 
 /// Host config: pua + testpua, NOTIFYs matched and answered through the route.
 fn config(db_url: &str, db_mode: u8, extra: &str) -> String {
