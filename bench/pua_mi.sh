@@ -19,32 +19,7 @@ conns=${2:-64}
 server=${3:-fast}
 source bench/lib.sh
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-kamailio=${KAMAILIO:-/usr/sbin/kamailio}
-modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
-scripts=/usr/share/kamailio/db_sqlite
-[ -x "$kamailio" ] && [ -f "$modules/pua_rpc.so" ] || {
-  echo "Kamailio with pua_rpc is missing: apt-get install kamailio kamailio-presence-modules kamailio-sqlite-modules" >&2
-  exit 1
-}
-
-# A SQLite database with Kamailio's standard and presence tables (its pua table included).
-kamailio_db() {
-  python3 - "$1" "$scripts/standard-create.sql" "$scripts/presence-create.sql" <<'PY'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("PRAGMA journal_mode=WAL")
-for f in sys.argv[2:]:
-    c.executescript(open(f).read())
-c.commit()
-PY
-}
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-# CPU seconds of a process and its children (Kamailio forks its workers from the main process).
-cpu_tree() {
-  local sum=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do sum=$(python3 -c "print($sum + $(cpu "$p" 2>/dev/null || echo 0))"); done
-  echo "$sum"
-}
+need_kamailio pua_rpc.so
 
 # The presence server both sides publish to.
 srv=$(free_port)

@@ -44,12 +44,7 @@ if command -v sipp >/dev/null; then
        -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((secs * 3))s" -trace_stat -stf "$dir/stat.csv" -fd 1 \
        "127.0.0.1:$sip" >/dev/null 2>&1 || true
   if [ -f "$dir/stat.csv" ]; then
-    python3 - "$dir/stat.csv" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
-head, last = rows[0], rows[-1]
-get = lambda k: last[head.index(k)]
-print(f"   sipp: {get('SuccessfulCall(C)')} ok, {get('FailedCall(C)')} failed, elapsed {get('ElapsedTime(C)')}, rate {get('CallRate(C)')} calls/s")
-PY
+    read -r ok failed elapsed rate < <(sipp_summary "$dir/stat.csv")
+    echo "   sipp: $ok ok, $failed failed, elapsed $elapsed, rate $rate calls/s"
   fi
 fi

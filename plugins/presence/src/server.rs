@@ -439,7 +439,10 @@ impl Server {
     }
 
     fn on_notify_reply(self: &Arc<Self>, key: &DialogKey, code: u16, last: bool) {
-        let remove = {
+        // The stored NOTIFY CSeq only has to stay within cseq_restore_margin of the real one
+        // (a restart adds the margin), so it is written every margin/2 NOTIFYs, not each time.
+        let every = (self.cfg.cseq_restore_margin / 2).max(1);
+        let (remove, persist) = {
             let mut st = self.state();
             let Some(s) = st.subscriptions.get_mut(key) else { return };
             s.in_flight = false;
@@ -449,12 +452,14 @@ impl Server {
                 s.ended = true;
                 s.queue.clear();
             }
-            (gone || last) && s.queue.is_empty()
+            ((gone || last) && s.queue.is_empty(), s.local_cseq % every == 0)
         };
         if remove {
             self.remove_subscription(key);
         } else {
-            self.save_subscription(key);
+            if persist {
+                self.save_subscription(key);
+            }
             self.pump(key);
         }
     }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The presence server side by side with Kamailio 5.6's (presence + presence_xml), in the same
+# run, with the same sipp scenarios (bench/sipp/), at the same fixed rate:
+#   bench/presence.sh [SECONDS] [RATE] [HIGH_RATE]    (defaults 10, 4000 and 12000; build first)
+# Runs, each against both servers, one after the other:
+#   1. PUBLISH, memory mode (Kamailio publ_cache=2, subs_db_mode=0, 2 children; puahost with
+#      no db_url), at RATE and then at HIGH_RATE;
+#   2. PUBLISH with SQLite (Kamailio publ_cache=1, 1 child: its db_sqlite has no busy timeout;
+#      puahost publ_cache=1, write-through), at RATE;
+#   3. SUBSCRIBE + NOTIFY with SQLite (subs_db_mode=1, write-through on both), at RATE / 4.
+# Each PUBLISH is a new presentity, each SUBSCRIBE a new watcher. Reported: calls that got their
+# 200 (and, for SUBSCRIBE, whose NOTIFY came), failures, and the server's CPU per request
+# (Kamailio: all its processes). SQLite: Kamailio's file is WAL (made as the tests make it) with
+# SQLite's default synchronous (FULL); puahost runs WAL with synchronous NORMAL.
+# Both servers log at warning level or less.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rate=${2:-4000}
+high=${3:-12000}
+source bench/lib.sh
+need_kamailio presence_xml.so
+command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
+
+# kamailio_server NAME CHILDREN EXTRA: a Kamailio presence server; prints "pid port".
+kamailio_server() {
+  local name=$1 children=$2 extra=$3 port
+  port=$(free_port)
+  kamailio_db "$dir/$name.sqlite"
+  sed -e "s|@PORT@|$port|g" -e "s|@DB@|$dir/$name.sqlite|g" -e "s|@MODULES@|$modules|g" \
+      -e "s|@EXTRA@|$extra|" -e "s|^children=2|children=$children|" -e 's|^debug=2|debug=1|' \
+      tests/kamailio/presence.cfg >"$dir/$name.cfg"
+  "$kamailio" -f "$dir/$name.cfg" -DD -E -Y "$dir" -m 1024 -M 32 >"$dir/$name.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port" || { cat "$dir/$name.log" >&2; exit 1; }
+  echo "$! $port"
+}
+
+# puahost_server NAME PRESENCE-MODPARAMS: a puahost presence server; prints "pid port http".
+puahost_server() {
+  local name=$1 params=$2 port http
+  port=$(free_port); http=$(free_port)
+  cat >"$dir/$name.toml" <<CFG
+loadmodule = ["presence", "presence_xml"]
+[core]
+listen = ["udp:127.0.0.1:$port"]
+children = 2
+log_level = "warn"
+modules_path = ["$PWD/target/release"]
+[rpc]
+http = "127.0.0.1:$http"
+[modparam.presence]
+$params
+[modparam.presence_xml]
+force_active = 1
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+CFG
+  "$bin" run -c "$dir/$name.toml" >"$dir/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q ' ready' "$dir/$name.log" && break; sleep 0.1; done
+  echo "$! $port $http"
+}
+
+# load LABEL PID PORT SCENARIO RATE: sipp at RATE for SECONDS; one result line.
+load() {
+  local label=$1 pid=$2 port=$3 scenario=$4 r=$5 c0 c1 ok failed elapsed got
+  rm -f "$dir/stat.csv"
+  c0=$(cpu_tree "$pid")
+  sipp -sf "bench/sipp/$scenario.xml" -r "$r" -rp 1000 -m $((secs * r)) -l $((r * 2)) \
+       -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((secs * 3))s" -recv_timeout 5000 \
+       -trace_stat -stf "$dir/stat.csv" -fd 1 "127.0.0.1:$port" >/dev/null 2>&1 || true
+  c1=$(cpu_tree "$pid")
+  read -r ok failed elapsed got < <(sipp_summary "$dir/stat.csv")
+  python3 -c "ok,f,c=$ok,$failed,$c1-$c0; print(f'   {\"$label\":34} {ok:>7} ok {f:>6} failed  {float(\"$got\"):>8.0f}/s  CPU {c:6.2f} s = {1e6*c/max(ok,1):6.1f} us per request')"
+}
+
+echo "== 1. PUBLISH, memory mode, $rate/s then $high/s, ${secs} s each"
+read -r kpid kport < <(kamailio_server mem 2 'modparam("presence", "publ_cache", 2) modparam("presence", "subs_db_mode", 0)')
+read -r ppid pport _ < <(puahost_server mem "")
+load "puahost    $rate/s" "$ppid" "$pport" presence_publish "$rate"
+load "Kamailio   $rate/s" "$kpid" "$kport" presence_publish "$rate"
+load "puahost    $high/s" "$ppid" "$pport" presence_publish "$high"
+load "Kamailio   $high/s" "$kpid" "$kport" presence_publish "$high"
+heap=$(curl -s "http://127.0.0.1:$(awk -F'"' '/^http/ {print $2}' "$dir/mem.toml" | cut -d: -f2)/metrics" | awk '$1=="puahost_heap_allocated_bytes" {print $2}')
+n=$(( secs * (rate + high) ))
+python3 -c "print(f'   puahost heap after the runs: {$heap/2**20:.0f} MiB for about {$n} presentities ({$heap/$n:.0f} bytes each, whole process)')"
+kill "$kpid" "$ppid"
+
+echo "== 2. PUBLISH with SQLite, $rate/s, ${secs} s"
+read -r kpid kport < <(kamailio_server sql 1 '')
+read -r ppid pport _ < <(puahost_server sql "db_url = \"sqlite://$dir/puahost.sqlite\"
+publ_cache = 1
+subs_db_mode = 1")
+load "puahost    $rate/s" "$ppid" "$pport" presence_publish "$rate"
+load "Kamailio   $rate/s" "$kpid" "$kport" presence_publish "$rate"
+
+sub=$(( rate / 4 ))
+echo "== 3. SUBSCRIBE + NOTIFY with SQLite, $sub/s, ${secs} s"
+load "puahost    $sub/s" "$ppid" "$pport" presence_subscribe "$sub"
+load "Kamailio   $sub/s" "$kpid" "$kport" presence_subscribe "$sub"
