@@ -551,3 +551,26 @@ do = ["handle_subscribe()"]
     let (_, n) = subscribe_as(&h, &mut friend, "friend", "carol");
     assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
 }
+
+/// sipp drives every reply code (tests/sipp/presence_reply_codes.xml): 489, 412, 415, 400, 423,
+/// 481, 489 for SUBSCRIBE, then a 200.
+#[test]
+fn sipp_reply_codes() {
+    let h = server("presence-sipp", "force_active = 1");
+    let scenario = e2e::root().join("tests/sipp/presence_reply_codes.xml");
+    let err = h.dir.join("sipp-err.log");
+    let out = std::process::Command::new("sipp")
+        .args(["-sf", scenario.to_str().unwrap(), "-m", "1", "-i", "127.0.0.1", "-p", &e2e::free_port().to_string()])
+        .args(["-nostdin", "-timeout", "20s", "-trace_err", "-error_file", err.to_str().unwrap()])
+        .arg(format!("127.0.0.1:{}", h.sip))
+        .output()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    assert!(
+        out.status.success(),
+        "sipp failed ({:?}):\n{}\n{}",
+        out.status,
+        std::fs::read_to_string(&err).unwrap_or_default(),
+        h.log()
+    );
+    assert_eq!(publications(&h), 1, "only the valid PUBLISH stored anything");
+}
