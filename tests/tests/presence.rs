@@ -574,3 +574,30 @@ fn sipp_reply_codes() {
     );
     assert_eq!(publications(&h), 1, "only the valid PUBLISH stored anything");
 }
+
+/// The presentity watches its own watchers (presence.winfo): a full watcher-info document
+/// first, then a partial one for each new watcher; someone else may not subscribe to it.
+#[test]
+fn watcher_info() {
+    let h = server("presence-winfo", "force_active = 1");
+    let ruri = format!("sip:gina@127.0.0.1:{}", h.sip);
+    let mut other = Client::udp(h.sip_addr());
+    let r = other.transact(&request(&other, "SUBSCRIBE", &ruri, &["Event: presence.winfo", "Expires: 600"], ""));
+    assert_eq!(status(&r), 403, "only gina may see who watches her: {r}");
+
+    let mut gina = Client::udp(h.sip_addr());
+    let req = request(&gina, "SUBSCRIBE", &ruri, &["Event: presence.winfo", "Expires: 600"], "")
+        .replace("From: <sip:tester@sip.test>", "From: <sip:gina@127.0.0.1>");
+    let r = gina.transact(&req);
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut gina);
+    assert_eq!(header(&n, "Content-Type").as_deref(), Some("application/watcherinfo+xml"), "{n}");
+    assert!(body(&n).contains("state=\"full\"") && body(&n).contains("resource=\"sip:gina@127.0.0.1\""), "{n}");
+
+    let mut w = Client::udp(h.sip_addr());
+    let (_, _) = subscribe_as(&h, &mut w, "henry", "gina");
+    let n = next_notify(&mut gina);
+    let b = body(&n);
+    assert!(b.contains("state=\"partial\""), "{n}");
+    assert!(b.contains("status=\"active\">sip:henry@127.0.0.1</watcher>"), "{n}");
+}
