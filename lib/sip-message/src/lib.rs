@@ -57,4 +57,4 @@ pub use parse::{HeaderEntry, INLINE_HEADERS, ParsedMessage, StartLine, parse};
 pub use scan::{percent_decode, unfold, unquote};
 pub use uri::{Host, SipUri};
 pub use validate::ValidationError;
-pub use writer::{Body, ReplyOptions, RequestSpec, WriteError, write_reply, write_request};
+pub use writer::{Body, ReplyOptions, RequestSpec, WriteError, push_unfolded, write_reply, write_request};

@@ -68,8 +68,9 @@ fn clean(s: &str) -> Result<&str, WriteError> {
     if s.bytes().any(|b| b == b'\r' || b == b'\n') { Err(WriteError::InvalidText) } else { Ok(s) }
 }
 
-/// Appends `value` with folds replaced by one SP.
-fn push_unfolded(out: &mut Vec<u8>, value: &[u8]) {
+/// Appends header value `value` with each line fold (CRLF followed by whitespace) replaced by
+/// one SP, as a header written on one line must be.
+pub fn push_unfolded(out: &mut Vec<u8>, value: &[u8]) {
     let mut in_fold = false;
     for &b in value {
         match b {

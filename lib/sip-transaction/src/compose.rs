@@ -67,26 +67,8 @@ fn derived(req: &Message<'_>, method: &str, to: &[u8]) -> Option<Vec<u8>> {
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    push_unfolded(out, value);
+    sip_message::push_unfolded(out, value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `value` with each line fold (CRLF followed by whitespace) replaced by one SP.
-fn push_unfolded(out: &mut Vec<u8>, value: &[u8]) {
-    let mut in_fold = false;
-    for &b in value {
-        match b {
-            b'\r' | b'\n' => in_fold = true,
-            b' ' | b'\t' if in_fold => {}
-            _ => {
-                if in_fold {
-                    out.push(b' ');
-                    in_fold = false;
-                }
-                out.push(b);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
