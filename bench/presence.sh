@@ -62,7 +62,7 @@ do = ["handle_subscribe()"]
 CFG
   "$bin" run -c "$dir/$name.toml" >"$dir/$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do grep -q ' ready' "$dir/$name.log" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -q ' ready modules=' "$dir/$name.log" && break; sleep 0.1; done
   echo "$! $port $http"
 }
 

@@ -34,7 +34,7 @@ update_period = 30
 outbound_proxy = "sip:127.0.0.1:$srv"
 CFG
 "$bin" run -c "$dir/bench.toml" >"$dir/host.log" 2>&1 & host=$!; pids+=($host)
-for _ in $(seq 100); do grep -q ' ready' "$dir/host.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q ' ready modules=' "$dir/host.log" && break; sleep 0.1; done
 rpc() { curl -s "http://127.0.0.1:$http/RPC" -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":$2}"; }
 loaded() { rpc testpua.loaded '[]' | python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print(r["ok"], r["failed"])'; }
 metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="puahost_pua_$1" '$1==m {print $2}'; }

@@ -16,7 +16,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ready() { for _ in $(seq 100); do grep -q ' ready' "$1" && return 0; sleep 0.1; done; cat "$1"; return 1; }
+ready() { for _ in $(seq 100); do grep -q ' ready modules=' "$1" && return 0; sleep 0.1; done; cat "$1"; return 1; }
 
 srv_sip=$(free_port); srv_http=$(free_port); srv_xcap=$(free_port); cli_sip=$(free_port); cli_http=$(free_port)
 sed -e "s/127.0.0.1:5060/127.0.0.1:$srv_sip/g" -e "s/127.0.0.1:5080/127.0.0.1:$srv_http/" \

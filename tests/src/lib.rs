@@ -78,6 +78,10 @@ pub fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// The host's own start-up line (`puahost 0.1.0 ready modules=2 ...`), logged after every
+/// listener is bound. Modules may log other lines with "ready" in them (testmod does).
+const READY: &str = " ready modules=";
+
 /// Runs `puahost` with `args` to completion.
 pub fn cli(args: &[&str]) -> Output {
     Command::new(puahost()).args(args).output().expect("run puahost")
@@ -131,7 +135,7 @@ impl Host {
     /// Starts the process (again) with the same config, ports and directory; its log is
     /// appended to host.log. Waits until it is ready.
     fn spawn(&mut self) {
-        let seen = self.log().matches(" ready").count();
+        let seen = self.log().matches(READY).count();
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("host.log")).expect("log file");
         let child = Command::new(puahost())
@@ -165,7 +169,7 @@ impl Host {
     fn wait_ready(&mut self, seen: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.log().matches(" ready").count() > seen {
+            if self.log().matches(READY).count() > seen {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
