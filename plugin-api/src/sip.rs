@@ -160,6 +160,23 @@ impl<'a> RequestContext<'a> {
         (!tag.is_empty()).then_some(tag)
     }
 
+    /// Replaces the Request-URI the relay forwards to (Kamailio's `rewriteuri`). Fails when
+    /// `uri` is not a SIP URI, or when the host is too old to offer it.
+    pub fn set_ruri(&self, uri: &str) -> Result<(), Error> {
+        let host = self.host()?;
+        let f = host.vtable().sip_set_ruri().ok_or_else(|| Error::new("this host cannot rewrite the Request-URI"))?;
+        if f(self.ctx, uri.into()) { Ok(()) } else { Err(Error::new(format!("`{uri}` is not a SIP URI"))) }
+    }
+
+    /// The local socket the request arrived on, as Kamailio writes it (`udp:127.0.0.1:5060`);
+    /// `None` when the host does not offer it.
+    pub fn received_socket(&self) -> Option<String> {
+        let host = self.host().ok()?;
+        let f = host.vtable().sip_received_socket()?;
+        let s = f(self.ctx).into_string();
+        (!s.is_empty()).then_some(s)
+    }
+
     /// Adds a header to the replies sent for this request from now on.
     pub fn add_reply_header(&self, name: &str, value: &str) -> Result<(), Error> {
         let host = self.host()?;

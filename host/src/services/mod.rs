@@ -119,6 +119,8 @@ pub fn vtable() -> HostRef {
             sip_is_myself,
             sip_local_address,
             sip_to_tag,
+            sip_set_ruri,
+            sip_received_socket,
         }
         .leak_into_prefix()
     })
@@ -329,6 +331,29 @@ extern "C" fn sip_to_tag(ctx: *const c_void) -> RString {
     match unsafe { request_ctx(ctx) } {
         Some(c) if c.msg.view().to().ok().and_then(|t| t.tag()).is_none() => c.to_tag.as_str().into(),
         _ => RString::new(),
+    }
+}
+
+extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
+    let uri = uri.as_str().trim();
+    if sip_message::SipUri::parse(uri).is_err() {
+        return false;
+    }
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) => {
+            *c.new_ruri.borrow_mut() = Some(uri.to_string());
+            true
+        }
+        None => false,
+    }
+}
+
+extern "C" fn sip_received_socket(ctx: *const c_void) -> RString {
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) => format!("{}:{}", c.src.proto.param(), c.src.local).into(),
+        None => RString::new(),
     }
 }
 

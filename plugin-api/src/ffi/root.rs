@@ -338,4 +338,11 @@ pub struct HostVTable {
     /// The To-tag the host puts in replies to the request of `ctx` (empty when the request
     /// already has one). Added after the prefix: a module reads it as an `Option`.
     pub sip_to_tag: extern "C" fn(ctx: *const c_void) -> RString,
+    /// Replaces the Request-URI of the request of `ctx` (what `rewriteuri` and registrar's
+    /// `lookup` do; the relay forwards to it); false when `uri` is not a SIP URI. Added after
+    /// the prefix: a module reads it as an `Option`.
+    pub sip_set_ruri: extern "C" fn(ctx: *const c_void, uri: RStr<'_>) -> bool,
+    /// The local socket the request of `ctx` arrived on, as Kamailio writes a socket
+    /// (`udp:127.0.0.1:5060`); empty without a request. Added after the prefix.
+    pub sip_received_socket: extern "C" fn(ctx: *const c_void) -> RString,
 }
