@@ -49,3 +49,4 @@ pub mod presence;
 pub mod pua;
 #[cfg(feature = "test-api")]
 pub mod test_api;
+pub mod usrloc;

@@ -1,0 +1,321 @@
+//! `usrloc` (Kamailio's usrloc): the location table of registered contacts. It keeps the
+//! contacts in memory (db_mode 0), writes each change through to Kamailio's `location` table
+//! (1) or writes the changes back every `timer_interval` (2), removes expired contacts on a
+//! timer, and exports the `usrloc` API (`bind_usrloc`) with callbacks on contact insert,
+//! update, delete and expiry. registrar writes it; pua_usrloc follows it.
+//!
+//! RPC: `ul.dump [brief]`, `ul.lookup table aor`, `ul.rm table aor`,
+//! `ul.rm_contact table aor contact` (Kamailio's names and reply shapes).
+
+pub mod rpc;
+pub mod storage;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plugin_api::api::usrloc::{self as api, FfiContact, FfiUlCallback, UsrlocService, cb};
+use plugin_api::prelude::*;
+
+use storage::Storage;
+use store::{Change, Contact, Location};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// db_mode values (Kamailio's numbers; 3, DB_ONLY, and 4, DB_READONLY, are not built).
+pub mod db_mode {
+    /// Memory only.
+    pub const NO_DB: i64 = 0;
+    /// Every change is written at once.
+    pub const WRITE_THROUGH: i64 = 1;
+    /// Changes are written every timer_interval and at shutdown.
+    pub const WRITE_BACK: i64 = 2;
+}
+
+/// The table the module knows from the start (registrar's `save("location")`).
+pub const DEFAULT_TABLE: &str = "location";
+
+/// The state behind the module and its API.
+pub struct Usrloc {
+    location: Mutex<Location>,
+    storage: Option<Storage>,
+    db_mode: i64,
+    use_domain: bool,
+    hash_size: u32,
+    fetch_rows: u64,
+    callbacks: RwLock<Vec<(i32, FfiUlCallback)>>,
+    /// db_mode 2: (table, ruid) → the contact to write, or None to delete its row.
+    dirty: Mutex<HashMap<(String, String), Option<Contact>>>,
+    /// Tables whose database table was checked (created when missing).
+    ensured: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Usrloc {
+    fn location(&self) -> MutexGuard<'_, Location> {
+        lock(&self.location)
+    }
+
+    /// Makes `table` known, creating and loading its database table the first time.
+    fn ensure_table(&self, table: &str) -> Result<(), Error> {
+        if self.location().has_table(table) && (self.storage.is_none() || lock(&self.ensured).contains(table)) {
+            return Ok(());
+        }
+        if let Some(s) = &self.storage {
+            let mut ensured = lock(&self.ensured);
+            if !ensured.contains(table) {
+                s.ensure(table)?;
+                let rows = s.load(table, self.fetch_rows)?;
+                let n = rows.len();
+                let mut loc = self.location();
+                loc.add_table(table);
+                for c in rows {
+                    loc.restore(c);
+                }
+                ensured.insert(table.to_string());
+                tracing::info!("usrloc: loaded {n} contacts from {table}");
+            }
+        }
+        self.location().add_table(table);
+        Ok(())
+    }
+
+    /// Writes the changes (per db_mode) and runs the callbacks, outside the table's lock.
+    fn apply(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        match (self.db_mode, &self.storage) {
+            (db_mode::WRITE_THROUGH, Some(s)) => {
+                for ch in &changes {
+                    let c = &ch.contact;
+                    let r = if ch.kind & (cb::CONTACT_INSERT | cb::CONTACT_UPDATE) != 0 {
+                        s.upsert(&c.table, &[c])
+                    } else {
+                        s.delete(&c.table, &c.ruid)
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("{e}");
+                    }
+                }
+            }
+            (db_mode::WRITE_BACK, Some(_)) => {
+                let mut dirty = lock(&self.dirty);
+                for ch in &changes {
+                    let c = &ch.contact;
+                    let write = ch.kind & (cb::CONTACT_INSERT | cb::CONTACT_UPDATE) != 0;
+                    dirty.insert((c.table.clone(), c.ruid.clone()), write.then(|| c.clone()));
+                }
+            }
+            _ => {}
+        }
+        let callbacks = self.callbacks.read().unwrap_or_else(|p| p.into_inner());
+        if callbacks.is_empty() {
+            return;
+        }
+        for ch in &changes {
+            let ffi = ch.contact.to_ffi();
+            for (types, f) in callbacks.iter() {
+                if types & ch.kind != 0 {
+                    f.call(ch.kind, &ffi);
+                }
+            }
+        }
+    }
+
+    /// Removes expired contacts (with CONTACT_EXPIRE callbacks); then, in db_mode 2, writes
+    /// back.
+    pub fn timer(&self) {
+        let expired = self.location().expire(now());
+        if !expired.is_empty() {
+            tracing::debug!("usrloc: {} contacts expired", expired.len());
+        }
+        self.apply(expired);
+        self.write_back();
+    }
+
+    /// db_mode 2: writes the changed contacts and deletes the removed ones. A failed write is
+    /// kept for the next run.
+    pub fn write_back(&self) {
+        let Some(s) = &self.storage else { return };
+        if self.db_mode != db_mode::WRITE_BACK {
+            return;
+        }
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
+        if dirty.is_empty() {
+            return;
+        }
+        let mut by_table: HashMap<&str, (Vec<&Contact>, Vec<&str>)> = HashMap::new();
+        for ((table, ruid), c) in &dirty {
+            let e = by_table.entry(table.as_str()).or_default();
+            match c {
+                Some(c) => e.0.push(c),
+                None => e.1.push(ruid.as_str()),
+            }
+        }
+        let mut failed = HashSet::new();
+        for (table, (writes, deletes)) in by_table {
+            if let Err(e) = s.upsert(table, &writes) {
+                tracing::error!("usrloc: write-back: {e}");
+                failed.insert(table.to_string());
+                continue;
+            }
+            for ruid in deletes {
+                if let Err(e) = s.delete(table, ruid) {
+                    tracing::error!("usrloc: write-back: {e}");
+                    failed.insert(table.to_string());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let mut d = lock(&self.dirty);
+            for (k, v) in dirty {
+                if failed.contains(&k.0) {
+                    d.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+
+    /// The unexpired contacts of `aor`.
+    pub fn contacts(&self, table: &str, aor: &str) -> Vec<Contact> {
+        let now = now();
+        self.location()
+            .aor(table, aor)
+            .map(|cs| cs.iter().filter(|c| c.alive(now)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Inserts or updates a contact; an `upsert` code.
+    pub fn upsert(&self, c: Contact) -> i32 {
+        if let Err(e) = self.ensure_table(&c.table) {
+            tracing::error!("{e}");
+            return api::upsert::INVALID;
+        }
+        let (code, change) = self.location().upsert(c, now());
+        self.apply(change.into_iter().collect());
+        code
+    }
+
+    /// Removes one contact; whether it existed.
+    pub fn delete_contact(&self, table: &str, aor: &str, contact: &str) -> bool {
+        let change = self.location().delete_contact(table, aor, contact);
+        let found = change.is_some();
+        self.apply(change.into_iter().collect());
+        found
+    }
+
+    /// Removes an AoR's contacts (or the one with `ruid`); how many.
+    pub fn delete_aor(&self, table: &str, aor: &str, ruid: Option<&str>) -> usize {
+        let changes = self.location().delete_aor(table, aor, ruid);
+        let n = changes.len();
+        self.apply(changes);
+        n
+    }
+}
+
+/// The module.
+pub struct UsrlocModule {
+    state: &'static Usrloc,
+}
+
+struct Service(&'static Usrloc);
+
+impl UsrlocService for Service {
+    fn use_domain(&self) -> bool {
+        self.0.use_domain
+    }
+
+    fn contacts(&self, table: &str, aor: &str) -> Vec<FfiContact> {
+        self.0.contacts(table, aor).iter().map(Contact::to_ffi).collect()
+    }
+
+    fn upsert_contact(&self, contact: &FfiContact) -> i32 {
+        self.0.upsert(Contact::from_ffi(contact))
+    }
+
+    fn delete_contact(&self, table: &str, aor: &str, contact: &str) -> i32 {
+        i32::from(self.0.delete_contact(table, aor, contact))
+    }
+
+    fn delete_aor(&self, table: &str, aor: &str, ruid: &str) -> i32 {
+        let ruid = (!ruid.is_empty()).then_some(ruid);
+        i32::try_from(self.0.delete_aor(table, aor, ruid)).unwrap_or(i32::MAX)
+    }
+
+    fn register_callback(&self, types: i32, callback: FfiUlCallback) -> i32 {
+        if types & cb::ALL == 0 {
+            return -1;
+        }
+        self.0.callbacks.write().unwrap_or_else(|p| p.into_inner()).push((types, callback));
+        1
+    }
+}
+
+impl Module for UsrlocModule {
+    fn info() -> ModuleInfo<Self> {
+        let info = ModuleInfo::new("usrloc", env!("CARGO_PKG_VERSION"))
+            .doc("The location table of registered contacts, with expiry and the usrloc API (Kamailio's usrloc).")
+            .exports("usrloc")
+            .param(
+                Param::str("db_url", "sqlite://usrloc.sqlite").doc(
+                    "database of the location table (db_mode 1 and 2); relative SQLite paths are next to the config",
+                ),
+            )
+            .param(Param::int("db_mode", 0).range(0..=2).doc(
+                "0: memory only; 1: write-through; 2: write-back every timer_interval (3, database only, is not built)",
+            ))
+            .param(Param::int("timer_interval", 60).min(1).doc("seconds between expiry passes (and write-backs)"))
+            .param(Param::int("use_domain", 0).range(0..=1).doc("1: AoRs are user@domain; 0: the user part only"))
+            .param(Param::int("fetch_rows", 2000).min(1).doc("rows per page when loading at start-up"))
+            .param(
+                Param::int("hash_size", 10)
+                    .range(1..=20)
+                    .doc("reported by ul.dump as Size (2^hash_size); the table grows as needed"),
+            )
+            .param(Param::int("matching_mode", 0).range(0..=0).doc("0: contacts match by URI (1 and 2 are not built)"));
+        rpc::declare(info)
+    }
+
+    fn init(host: &Host, params: &Params) -> Result<Self, Error> {
+        let db_mode = params.int("db_mode");
+        let storage = if db_mode == db_mode::NO_DB {
+            None
+        } else {
+            Some(Storage::open(host, params.str("db_url"), params.int("use_domain") == 1)?)
+        };
+        let ruid_prefix = format!("uloc-{:x}-{:x}", now(), std::process::id());
+        let state: &'static Usrloc = Box::leak(Box::new(Usrloc {
+            location: Mutex::new(Location::new(&ruid_prefix)),
+            storage,
+            db_mode,
+            use_domain: params.int("use_domain") == 1,
+            hash_size: u32::try_from(params.int("hash_size")).unwrap_or(10),
+            fetch_rows: u64::try_from(params.int("fetch_rows")).unwrap_or(2000),
+            callbacks: RwLock::new(Vec::new()),
+            dirty: Mutex::new(HashMap::new()),
+            ensured: Mutex::new(HashSet::new()),
+        }));
+        state.ensure_table(DEFAULT_TABLE)?;
+        api::export(host, Box::leak(Box::new(Service(state))))?;
+        let period = Duration::from_secs(u64::try_from(params.int("timer_interval")).unwrap_or(60));
+        host.every("timer", period, move || {
+            state.timer();
+            Ok(())
+        })?;
+        Ok(UsrlocModule { state })
+    }
+
+    fn destroy(&self, _host: &Host) {
+        self.state.write_back();
+    }
+}
+
+export_module!(UsrlocModule);
