@@ -1,0 +1,377 @@
+//! usrloc + registrar end to end: REGISTER per RFC 3261 §10 over real UDP (add, refresh,
+//! remove one, `*`, a contact parameter overriding Expires, clamping to max_expires, q-values,
+//! out-of-order CSeq), malformed REGISTERs refused with nothing stored, expiry on the timer,
+//! `lookup("location")` relaying a MESSAGE to the registered phone, the ul.* RPCs, sipp's
+//! registration scenario, and the `location` table across restarts on SQLite, PostgreSQL and
+//! MariaDB.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use e2e::dbs::Database;
+use e2e::kamailio::reply;
+use e2e::sip::{Client, header, headers, request, status};
+use e2e::{Host, database_tests, eventually};
+use serde_json::{Value, json};
+
+/// A registrar; `usrloc` is extra `[modparam.usrloc]` lines.
+fn registrar(name: &str, usrloc: &str) -> Host {
+    let config = format!(
+        r#"loadmodule = ["usrloc", "registrar"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.usrloc]
+timer_interval = 1
+{usrloc}
+[modparam.registrar]
+min_expires = 2
+max_expires = 900
+[[route]]
+method = "REGISTER"
+do = ["save(\"location\")"]
+[[route]]
+method = ["MESSAGE", "INVITE"]
+do = ["lookup(\"location\")", "t_relay()"]
+on_fail = "404 Not Found"
+"#
+    );
+    Host::start(name, &config)
+}
+
+/// A REGISTER for `user` from `c` with `Call-ID: call_id` and `CSeq: cseq`; `extra` are
+/// header lines (Contact, Expires, ...).
+fn register(c: &Client, h: &Host, user: &str, call_id: &str, cseq: u32, extra: &[&str]) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let mut m = format!(
+        "REGISTER sip:127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch=z9hG4bK-reg-{pid}-{n};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@sip.test>;tag=r{n}\r\nTo: <sip:{user}@sip.test>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n",
+        h.sip,
+        c.transport(),
+        c.local()
+    );
+    for line in extra {
+        m.push_str(line);
+        m.push_str("\r\n");
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    m
+}
+
+/// `(contact URI, expires)` of every Contact of a 200.
+fn bindings(r: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = headers(r, "Contact")
+        .iter()
+        .map(|c| {
+            let uri = c.split('>').next().unwrap_or("").trim_start_matches('<').to_string();
+            let e = c.split(";expires=").nth(1).and_then(|e| e.split(';').next()).and_then(|e| e.parse().ok());
+            (uri, e.unwrap_or(0))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn lookup(h: &Host, aor: &str) -> Value {
+    h.rpc("ul.lookup", json!(["location", aor]))
+}
+
+fn contact_count(h: &Host) -> usize {
+    let d = h.result("ul.dump", json!([]));
+    d["Domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["Domain"]["AoRs"].as_array().cloned().unwrap_or_default())
+        .map(|a| a["Info"]["Contacts"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+#[test]
+fn register_refresh_remove_star_and_expiry() {
+    let h = registrar("registrar-basic", "");
+    let mut c = Client::udp(h.sip_addr());
+    let a = format!("sip:alice@{}", c.local());
+    let b = "sip:alice@192.0.2.7:5070".to_string();
+
+    // Add: the header's expiry.
+    let r = c.transact(&register(&c, &h, "alice", "reg-1", 1, &["Expires: 600", &format!("Contact: <{a}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(bindings(&r), [(a.clone(), 600)]);
+
+    // A second binding, its parameter overriding the header, with a q-value.
+    let r = c.transact(&register(
+        &c,
+        &h,
+        "alice",
+        "reg-2",
+        1,
+        &["Expires: 600", &format!("Contact: <{b}>;expires=120;q=0.5")],
+    ));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(bindings(&r), [(a.clone(), 600), (b.clone(), 120)], "the 200 lists every binding");
+    assert!(headers(&r, "Contact").iter().any(|v| v.ends_with(";q=0.5")), "{r}");
+
+    // Refresh with a higher CSeq; an over-long expiry is clamped to max_expires (900).
+    let r = c.transact(&register(&c, &h, "alice", "reg-1", 2, &["Expires: 999999", &format!("Contact: <{a}>")]));
+    assert_eq!(bindings(&r), [(a.clone(), 900), (b.clone(), 120)], "{r}");
+    // Below min_expires (2): raised.
+    let r = c.transact(&register(&c, &h, "alice", "reg-2", 2, &[&format!("Contact: <{b}>;expires=1")]));
+    assert_eq!(bindings(&r), [(a.clone(), 900), (b.clone(), 2)], "{r}");
+
+    // The same CSeq again (a new transaction, not a retransmission) and an older one: 500,
+    // nothing changes.
+    let r = c.transact(&register(&c, &h, "alice", "reg-1", 2, &["Expires: 30", &format!("Contact: <{a}>")]));
+    assert_eq!(status(&r), 500, "{r}");
+    assert_eq!(header(&r, "P-Registrar-Error").as_deref(), Some("Retransmission"));
+    let r = c.transact(&register(&c, &h, "alice", "reg-1", 1, &["Expires: 30", &format!("Contact: <{a}>")]));
+    assert_eq!((status(&r), header(&r, "P-Registrar-Error").as_deref()), (500, Some("Out of order request")));
+
+    // A query (no Contact) lists the bindings.
+    let r = c.transact(&register(&c, &h, "alice", "reg-9", 1, &[]));
+    assert_eq!(bindings(&r).len(), 2, "{r}");
+
+    // ul.lookup has them, with received and socket.
+    let l = lookup(&h, "alice");
+    assert_eq!(l["result"]["AoR"], "alice", "{l}");
+    let list = l["result"]["Contacts"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let first = list.iter().find(|c| c["Contact"]["Address"] == a.as_str()).expect("contact a");
+    assert_eq!(first["Contact"]["Received"], "[not set]", "the contact is where the REGISTER came from");
+    assert_eq!(first["Contact"]["Socket"], format!("udp:127.0.0.1:{}", h.sip));
+    assert_eq!(first["Contact"]["Call-ID"], "reg-1");
+    let other = list.iter().find(|c| c["Contact"]["Address"] == b.as_str()).expect("contact b");
+    assert_eq!(other["Contact"]["Received"], format!("sip:{}", c.local()), "behind NAT: the source is kept");
+
+    // B expires on the timer (2 s, timer every second).
+    assert!(
+        eventually(Duration::from_secs(6), || lookup(&h, "alice")["result"]["Contacts"].as_array().map_or(0, Vec::len)
+            == 1),
+        "{}",
+        lookup(&h, "alice")
+    );
+
+    // Remove one binding with expires=0, then everything with `*`.
+    let c2 = "sip:alice@192.0.2.8".to_string();
+    c.transact(&register(&c, &h, "alice", "reg-3", 1, &[&format!("Contact: <{c2}>")]));
+    let r = c.transact(&register(&c, &h, "alice", "reg-3", 2, &[&format!("Contact: <{c2}>;expires=0")]));
+    assert_eq!(bindings(&r), [(a.clone(), bindings(&r)[0].1)], "{r}");
+    let r = c.transact(&register(&c, &h, "alice", "reg-4", 1, &["Expires: 0", "Contact: *"]));
+    assert_eq!((status(&r), bindings(&r).len()), (200, 0), "{r}");
+    let l = lookup(&h, "alice");
+    assert_eq!(l["error"]["code"], 404, "{l}");
+    assert_eq!(contact_count(&h), 0);
+}
+
+#[test]
+fn malformed_registers_are_refused_and_store_nothing() {
+    let h = registrar("registrar-bad", "");
+    let mut c = Client::udp(h.sip_addr());
+    let ok = format!("Contact: <sip:bob@{}>", c.local());
+    // A Contact the SIP core cannot read is answered 400 before any route runs; the others
+    // reach save(), which says why in P-Registrar-Error.
+    let cases: [(&[&str], Option<&str>); 6] = [
+        (&["Contact: <sip:bob@192.0.2.1;expires=5"], None),
+        (&["Contact: <mailto:bob@example.com>"], Some("Contact parse error")),
+        (&["Expires: soon", &ok], Some("Expires parse error")),
+        (&[&format!("{ok};expires=later")], Some("Invalid expires param in contact")),
+        (&[&format!("{ok};q=7")], Some("Invalid q param in contact")),
+        (&["Contact: *"], Some("* used in contact and expires is not zero")),
+    ];
+    for (i, (extra, why)) in cases.iter().enumerate() {
+        let r = c.transact(&register(&c, &h, "bob", &format!("bad-{i}"), 1, extra));
+        assert_eq!(status(&r), 400, "{extra:?}: {r}");
+        if why.is_some() {
+            assert_eq!(header(&r, "P-Registrar-Error").as_deref(), *why, "{extra:?}: {r}");
+        }
+    }
+    let r = c.transact(&register(&c, &h, "bob", "bad-x", 1, &["Expires: 0", "Contact: *, <sip:bob@192.0.2.1>"]));
+    assert_eq!(header(&r, "P-Registrar-Error").as_deref(), Some("* used in contact and more than 1 contact"), "{r}");
+    // To without a user part.
+    let m = register(&c, &h, "bob", "bad-y", 1, &[&ok]).replace("To: <sip:bob@sip.test>", "To: <sip:sip.test>");
+    let r = c.transact(&m);
+    assert_eq!((status(&r), header(&r, "P-Registrar-Error").as_deref()), (400, Some("No username in To URI")), "{r}");
+    assert_eq!(contact_count(&h), 0, "nothing was stored");
+
+    // A good one after them works, and a bad one then leaves it as it was.
+    let r = c.transact(&register(&c, &h, "bob", "good", 1, &[&ok]));
+    assert_eq!(status(&r), 200, "{r}");
+    let before = lookup(&h, "bob")["result"].clone();
+    let r = c.transact(&register(&c, &h, "bob", "good", 2, &[&ok, "Contact: <sip:bob@192.0.2.1>;q=x"]));
+    assert_eq!(status(&r), 400, "{r}");
+    assert_eq!(lookup(&h, "bob")["result"], before);
+}
+
+/// lookup("location") rewrites the Request-URI to the registered contact and t_relay()
+/// forwards the MESSAGE there; an unregistered user gets 404.
+#[test]
+fn lookup_relays_to_the_registered_contact() {
+    let h = registrar("registrar-lookup", "");
+    let mut phone = Client::udp(h.sip_addr());
+    let contact = format!("sip:carol@{}", phone.local());
+    let r = phone.transact(&register(&phone, &h, "carol", "reg-carol", 1, &[&format!("Contact: <{contact}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+
+    let mut sender = Client::udp(h.sip_addr());
+    let msg =
+        request(&sender, "MESSAGE", &format!("sip:carol@127.0.0.1:{}", h.sip), &["Content-Type: text/plain"], "hi");
+    sender.send(msg.as_bytes());
+    let got = phone.recv(Duration::from_secs(5)).expect("the MESSAGE reaches the phone");
+    assert!(got.starts_with(&format!("MESSAGE {contact} SIP/2.0")), "{got}");
+    phone.send(reply(&got, 200, "OK").as_bytes());
+    let r = sender.recv(Duration::from_secs(5)).expect("200 upstream");
+    assert_eq!(status(&r), 200, "{r}");
+
+    let msg =
+        request(&sender, "MESSAGE", &format!("sip:dave@127.0.0.1:{}", h.sip), &["Content-Type: text/plain"], "hi");
+    let r = sender.transact(&msg);
+    assert_eq!(status(&r), 404, "{r}");
+}
+
+#[test]
+fn rpc_dump_lookup_rm() {
+    let h = registrar("registrar-rpc", "");
+    let mut c = Client::udp(h.sip_addr());
+    for (user, n) in [("erin", 1), ("erin", 2), ("frank", 1)] {
+        let r = c.transact(&register(
+            &c,
+            &h,
+            user,
+            &format!("{user}-{n}"),
+            1,
+            &[&format!("Contact: <sip:{user}@192.0.2.{n}>")],
+        ));
+        assert_eq!(status(&r), 200, "{r}");
+    }
+    let d = h.result("ul.dump", json!([]));
+    let dom = &d["Domains"][0]["Domain"];
+    assert_eq!(dom["Domain"], "location", "{d}");
+    assert_eq!(dom["AoRs"].as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(dom["AoRs"][0]["Info"]["AoR"], "erin");
+    assert_eq!(dom["AoRs"][0]["Info"]["Contacts"].as_array().unwrap().len(), 2);
+    assert!(dom["AoRs"][0]["Info"]["Contacts"][0]["Contact"]["Expires"].as_i64().unwrap() > 850);
+    let brief = h.result("ul.dump", json!(["brief"]));
+    assert!(brief["Domains"][0]["Domain"]["AoRs"][0]["Info"]["Contacts"][0]["Contact"].get("Call-ID").is_none());
+
+    assert_eq!(h.rpc("ul.lookup", json!(["nosuch", "erin"]))["error"]["message"], "Domain not found");
+    assert_eq!(h.rpc("ul.lookup", json!(["location", "nobody"]))["error"]["code"], 404);
+    h.result("ul.rm_contact", json!(["location", "erin", "sip:erin@192.0.2.1"]));
+    assert_eq!(lookup(&h, "erin")["result"]["Contacts"].as_array().unwrap().len(), 1);
+    assert_eq!(h.rpc("ul.rm_contact", json!(["location", "erin", "sip:erin@192.0.2.9"]))["error"]["code"], 404);
+    h.result("ul.rm", json!(["location", "erin"]));
+    assert_eq!(lookup(&h, "erin")["error"]["code"], 404);
+    assert_eq!(contact_count(&h), 1, "frank stays");
+}
+
+/// sipp registers, refreshes, sends a malformed Contact and unregisters
+/// (tests/sipp/register.xml), 20 phones.
+#[test]
+fn sipp_register_scenario() {
+    let h = registrar("registrar-sipp", "");
+    let scenario = e2e::root().join("tests/sipp/register.xml");
+    let err = h.dir.join("sipp-err.log");
+    let out = std::process::Command::new("sipp")
+        .args(["-sf", scenario.to_str().unwrap(), "-m", "20", "-r", "20", "-i", "127.0.0.1", "-s", "phone"])
+        .args(["-p", &e2e::free_port().to_string()])
+        .args(["-nostdin", "-timeout", "30s", "-trace_err", "-error_file", err.to_str().unwrap()])
+        .arg(format!("127.0.0.1:{}", h.sip))
+        .output()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    assert!(
+        out.status.success(),
+        "sipp failed ({:?}):\n{}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(&err).unwrap_or_default(),
+        h.log()
+    );
+    assert_eq!(contact_count(&h), 0, "every phone unregistered");
+}
+
+/// The `location` table across restarts: write-through survives a crash (SIGKILL), write-back
+/// is written at shutdown; expired contacts are deleted from the table too.
+fn location_table_survives_restarts(db: &Database) {
+    for mode in [1, 2] {
+        let mut h = registrar(
+            &format!("registrar-db{mode}-{}", db.kind),
+            &format!("db_mode = {mode}\ndb_url = \"{}\"", db.url),
+        );
+        let mut c = Client::udp(h.sip_addr());
+        let user = format!("gina{mode}");
+        let r = c.transact(&register(
+            &c,
+            &h,
+            &user,
+            "db-1",
+            1,
+            &["User-Agent: phone/2", &format!("Contact: <sip:{user}@192.0.2.5>;q=0.25")],
+        ));
+        assert_eq!(status(&r), 200, "{r}");
+        let short = format!("short{mode}");
+        let r =
+            c.transact(&register(&c, &h, &short, "db-2", 1, &[&format!("Contact: <sip:{short}@192.0.2.6>;expires=2")]));
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(eventually(Duration::from_secs(6), || lookup(&h, &short)["error"]["code"] == 404));
+        if mode == 1 {
+            h.kill();
+        } else {
+            h.stop();
+        }
+        h.restart();
+        let l = lookup(&h, &user);
+        let contact = &l["result"]["Contacts"][0]["Contact"];
+        assert_eq!(contact["Address"], format!("sip:{user}@192.0.2.5"), "db_mode {mode}: {l}\n{}", h.log());
+        assert_eq!(contact["Q"], 0.25);
+        assert_eq!(contact["User-Agent"], "phone/2");
+        assert_eq!(contact["Call-ID"], "db-1");
+        let left = contact["Expires"].as_i64().expect("seconds left");
+        assert!((850..=900).contains(&left), "expires (max_expires 900) survives as a DATETIME: {left}");
+        assert_eq!(lookup(&h, &short)["error"]["code"], 404, "the expired contact is gone from the table");
+        // A refresh after the restart updates the same row (the CSeq check still holds).
+        let r = c.transact(&register(&c, &h, &user, "db-1", 1, &[&format!("Contact: <sip:{user}@192.0.2.5>")]));
+        assert_eq!(status(&r), 500, "CSeq 1 again after the restart: {r}");
+        let r =
+            c.transact(&register(&c, &h, &user, "db-1", 2, &[&format!("Contact: <sip:{user}@192.0.2.5>;expires=0")]));
+        assert_eq!((status(&r), bindings(&r).len()), (200, 0), "{r}");
+        h.stop();
+        h.restart();
+        assert_eq!(lookup(&h, &user)["error"]["code"], 404, "db_mode {mode}: the removal reached the table");
+    }
+}
+
+database_tests! {
+    location_table_sqlite: "sqlite", location_table_survives_restarts;
+    location_table_postgres: "postgres", location_table_survives_restarts;
+    location_table_mariadb: "mariadb", location_table_survives_restarts;
+}
+
+/// The row Kamailio's tools read: SQLite's `location` has Kamailio's columns and values.
+#[test]
+fn location_row_on_sqlite() {
+    let db = e2e::dbs::sqlite();
+    let h = registrar("registrar-row", &format!("db_mode = 1\ndb_url = \"{}\"", db.url));
+    let mut c = Client::udp(h.sip_addr());
+    let r =
+        c.transact(&register(&c, &h, "hank", "row-1", 5, &["Expires: 300", "Contact: <sip:hank@192.0.2.9:5062>;q=1"]));
+    assert_eq!(status(&r), 200, "{r}");
+    let path = db.url.trim_start_matches("sqlite://");
+    let rows = e2e::kamailio::query(
+        std::path::Path::new(path),
+        "SELECT username, domain, contact, received, socket, callid, cseq, q, expires, ruid FROM location",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["username"], "hank");
+    assert_eq!(row["domain"], Value::Null, "use_domain = 0");
+    assert_eq!(row["contact"], "sip:hank@192.0.2.9:5062");
+    assert_eq!(row["received"], format!("sip:{}", c.local()));
+    assert_eq!(row["socket"], format!("udp:127.0.0.1:{}", h.sip));
+    assert_eq!((row["callid"].as_str(), row["cseq"].as_i64(), row["q"].as_f64()), (Some("row-1"), Some(5), Some(1.0)));
+    let expires = row["expires"].as_str().expect("DATETIME text");
+    assert_eq!(expires.len(), "2026-11-23 00:00:00".len(), "{expires}");
+    assert!(row["ruid"].as_str().unwrap().starts_with("uloc-"), "{row:?}");
+}
