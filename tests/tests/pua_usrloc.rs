@@ -1,0 +1,168 @@
+//! pua_usrloc end to end: registrar + usrloc + pua + pua_usrloc publishing to presence +
+//! presence_xml on the same host (pua's outbound_proxy is the host itself). A watcher of the
+//! AoR sees `open` when the phone registers, `closed` when it unregisters or its registration
+//! expires; a REGISTER with two contacts publishes both; a REGISTER whose route did not call
+//! `pua_set_publish()` publishes nothing.
+
+use std::time::{Duration, Instant};
+
+use e2e::kamailio::reply;
+use e2e::sip::{Client, request, status};
+use e2e::{Host, eventually};
+use serde_json::json;
+
+fn server(name: &str) -> Host {
+    let config = r#"loadmodule = ["usrloc", "registrar", "pua", "pua_usrloc", "presence", "presence_xml"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.usrloc]
+timer_interval = 1
+[modparam.registrar]
+min_expires = 2
+[modparam.pua]
+db_url = "sqlite://pua.sqlite"
+outbound_proxy = "sip:127.0.0.1:@SIP@"
+[modparam.pua_usrloc]
+default_domain = "example.com"
+[modparam.presence_xml]
+force_active = 1
+[[route]]
+method = "REGISTER"
+hdr.X-Silent = "yes"
+do = ["save(\"location\")"]
+[[route]]
+method = "REGISTER"
+do = ["pua_set_publish()", "save(\"location\")"]
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+"#;
+    Host::start(name, config)
+}
+
+fn register(c: &Client, h: &Host, user: &str, call_id: &str, cseq: u32, extra: &[&str]) -> String {
+    let local = c.local();
+    let mut m = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r{cseq}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+    );
+    for line in extra {
+        m.push_str(line);
+        m.push_str("\r\n");
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    let _ = h;
+    m
+}
+
+/// The next NOTIFY on `c` within `within` (answered 200).
+fn next_notify(c: &mut Client, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(m) = c.recv(Duration::from_millis(200))
+            && m.starts_with("NOTIFY ")
+        {
+            c.send(reply(&m, 200, "OK").as_bytes());
+            return m;
+        }
+    }
+    panic!("no NOTIFY within {within:?}");
+}
+
+fn basic(notify: &str) -> &'static str {
+    let body = notify.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    if body.contains("<basic>open</basic>") {
+        "open"
+    } else if body.contains("<basic>closed</basic>") {
+        "closed"
+    } else {
+        "none"
+    }
+}
+
+fn publications(h: &Host) -> usize {
+    h.result("presence.presentity_list", json!([])).as_array().map_or(0, Vec::len)
+}
+
+/// A watcher subscribed to `user@example.com` (its first NOTIFY consumed).
+fn watch(h: &Host, user: &str) -> Client {
+    let mut w = Client::udp(h.sip_addr());
+    let sub = request(&w, "SUBSCRIBE", &format!("sip:{user}@example.com"), &["Event: presence", "Expires: 600"], "");
+    let r = w.transact(&sub);
+    assert_eq!(status(&r), 200, "{r}");
+    next_notify(&mut w, Duration::from_secs(5));
+    w
+}
+
+#[test]
+fn register_publishes_open_and_unregister_or_expiry_closed() {
+    let h = server("pua-usrloc-flow");
+    let mut w = watch(&h, "alice");
+    let mut phone = Client::udp(h.sip_addr());
+    let contact = format!("Contact: <sip:alice@{}>", phone.local());
+
+    let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 1, &["Expires: 60", &contact]));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut w, Duration::from_secs(5));
+    assert_eq!(basic(&n), "open", "{n}");
+    assert!(n.contains("entity=\"alice@example.com\"") || n.contains("alice@example.com"), "{n}");
+    assert_eq!(publications(&h), 1);
+
+    // Unregister: the publication ends, the watcher sees closed.
+    let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 2, &["Expires: 0", &contact]));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut w, Duration::from_secs(5));
+    assert_eq!(basic(&n), "closed", "{n}\n{}", h.log());
+    assert!(eventually(Duration::from_secs(3), || publications(&h) == 0), "{}", h.log());
+
+    // Register again for 2 s and let it expire: usrloc's timer ends the publication (Kamailio
+    // sends nothing here without branch_flag, its issue #3273).
+    let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 3, &["Expires: 2", &contact]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
+    let n = next_notify(&mut w, Duration::from_secs(8));
+    assert_eq!(basic(&n), "closed", "{n}");
+    assert!(eventually(Duration::from_secs(3), || publications(&h) == 0), "{}", h.log());
+}
+
+#[test]
+fn every_contact_publishes_and_only_when_asked() {
+    let h = server("pua-usrloc-contacts");
+    let mut phone = Client::udp(h.sip_addr());
+
+    // Two contacts in one REGISTER: two publications (Kamailio publishes only the first).
+    let r = phone.transact(&register(
+        &phone,
+        &h,
+        "bob",
+        "ua-2",
+        1,
+        &["Expires: 60", "Contact: <sip:bob@192.0.2.1>", "Contact: <sip:bob@192.0.2.2>"],
+    ));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || publications(&h) == 2), "{}", h.log());
+
+    // Removing one ends only its publication; the watcher still sees open.
+    let mut w = watch(&h, "bob");
+    let r = phone.transact(&register(&phone, &h, "bob", "ua-2", 2, &["Contact: <sip:bob@192.0.2.1>;expires=0"]));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify(&mut w, Duration::from_secs(5));
+    assert_eq!(basic(&n), "open", "the other contact is still registered: {n}");
+    assert!(eventually(Duration::from_secs(3), || publications(&h) == 1));
+
+    // A REGISTER whose route does not call pua_set_publish() publishes nothing.
+    let r =
+        phone.transact(&register(&phone, &h, "carol", "ua-3", 1, &["X-Silent: yes", "Contact: <sip:carol@192.0.2.3>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(publications(&h), 1, "{}", h.log());
+    // ... but its removal is harmless (pua has nothing to end).
+    let r = phone.transact(&register(&phone, &h, "carol", "ua-3", 2, &["X-Silent: yes", "Contact: *", "Expires: 0"]));
+    assert_eq!(status(&r), 200, "{r}");
+}
