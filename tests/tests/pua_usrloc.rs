@@ -166,3 +166,68 @@ fn every_contact_publishes_and_only_when_asked() {
     let r = phone.transact(&register(&phone, &h, "carol", "ua-3", 2, &["X-Silent: yes", "Contact: *", "Expires: 0"]));
     assert_eq!(status(&r), 200, "{r}");
 }
+
+/// The acceptance against Kamailio: pua_usrloc publishes through pua's outbound_proxy to
+/// Kamailio 5.6's presence server (Debian packages); its `presentity` table holds alice's open
+/// document after the REGISTER, and no live row after the unregister or after bob's
+/// registration expires.
+#[test]
+fn publishes_to_kamailios_presence_server() {
+    let k = e2e::kamailio::Kamailio::start_presence();
+    let config = format!(
+        r#"loadmodule = ["usrloc", "registrar", "pua", "pua_usrloc"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.usrloc]
+timer_interval = 1
+[modparam.registrar]
+min_expires = 2
+[modparam.pua]
+db_url = "sqlite://pua.sqlite"
+outbound_proxy = "{}"
+[modparam.pua_usrloc]
+default_domain = "example.com"
+[[route]]
+method = "REGISTER"
+do = ["pua_set_publish()", "save(\"location\")"]
+"#,
+        k.uri()
+    );
+    let h = Host::start("pua-usrloc-kamailio", &config);
+    let mut phone = Client::udp(h.sip_addr());
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let live = |user: &str| -> Vec<e2e::kamailio::Presentity> {
+        k.presentity().into_iter().filter(|p| p.username == user && p.expires > now()).collect()
+    };
+    // Rows Kamailio still has, expired or not: a PUBLISH with Expires 0 deletes the row at
+    // once, while an expired one stays until Kamailio's clean_period (100 s).
+    let rows = |user: &str| k.presentity().into_iter().filter(|p| p.username == user).count();
+
+    let r =
+        phone.transact(&register(&phone, &h, "alice", "k-1", 1, &["Expires: 60", "Contact: <sip:alice@192.0.2.1>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || live("alice").len() == 1), "{}\n{}", h.log(), k.log());
+    let p = &live("alice")[0];
+    assert_eq!((p.domain.as_str(), p.event.as_str()), ("example.com", "presence"));
+    assert!(p.body.contains("<basic>open</basic>") && p.body.contains("entity=\"alice@example.com\""), "{}", p.body);
+
+    let r = phone.transact(&register(&phone, &h, "alice", "k-1", 2, &["Contact: <sip:alice@192.0.2.1>;expires=0"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || rows("alice") == 0), "{:?}\n{}", k.presentity(), h.log());
+
+    let r = phone.transact(&register(&phone, &h, "bob", "k-2", 1, &["Expires: 2", "Contact: <sip:bob@192.0.2.2>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || live("bob").len() == 1), "{}", h.log());
+    // The row goes (not just expires): the expiry sent PUBLISH Expires 0, and pua keeps no
+    // record of it.
+    assert!(eventually(Duration::from_secs(8), || rows("bob") == 0), "{:?}\n{}", k.presentity(), h.log());
+    assert!(
+        eventually(Duration::from_secs(3), || !h.result("pua.list", json!([])).to_string().contains("bob@example.com")),
+        "{}",
+        h.result("pua.list", json!([]))
+    );
+}
