@@ -5,8 +5,10 @@
 //!
 //! Contacts are keyed by (table, AoR, contact URI): Kamailio's usrloc "domain" is the table
 //! name given to `save("location")`, and contacts match by their URI (matching_mode 0).
-//! Callbacks run on the thread that made the change (a worker), after the change is applied and
-//! outside usrloc's lock, so a callback may call the API again. A panicking callback is caught.
+//! Callbacks run on the thread that made the change (a worker), after the change is applied,
+//! one change at a time in the order the changes were made. A callback may read the table
+//! (`get_contacts`) but must not change it (that would wait for itself). A panicking callback
+//! is caught.
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};

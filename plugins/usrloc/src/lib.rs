@@ -52,6 +52,10 @@ pub struct Usrloc {
     dirty: Mutex<HashMap<(String, String), Option<Contact>>>,
     /// Tables whose database table was checked (created when missing).
     ensured: Mutex<HashSet<String>>,
+    /// Taken before the table's lock is released and held while the changes are written and
+    /// the callbacks run, so writes and callbacks happen in the order of the changes (an
+    /// expiry racing a refresh never reaches the database or pua_usrloc after it).
+    ordered: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,7 +91,19 @@ impl Usrloc {
         Ok(())
     }
 
-    /// Writes the changes (per db_mode) and runs the callbacks, outside the table's lock.
+    /// Runs `op` on the table, then writes its changes and runs the callbacks in order, outside
+    /// the table's lock.
+    fn change<R>(&self, op: impl FnOnce(&mut Location) -> (R, Vec<Change>)) -> R {
+        let mut loc = self.location();
+        let (result, changes) = op(&mut loc);
+        let ordered = lock(&self.ordered);
+        drop(loc);
+        self.apply(changes);
+        drop(ordered);
+        result
+    }
+
+    /// Writes the changes (per db_mode) and runs the callbacks.
     fn apply(&self, changes: Vec<Change>) {
         if changes.is_empty() {
             return;
@@ -133,11 +149,13 @@ impl Usrloc {
     /// Removes expired contacts (with CONTACT_EXPIRE callbacks); then, in db_mode 2, writes
     /// back.
     pub fn timer(&self) {
-        let expired = self.location().expire(now());
-        if !expired.is_empty() {
-            tracing::debug!("usrloc: {} contacts expired", expired.len());
+        let n = self.change(|loc| {
+            let expired = loc.expire(now());
+            (expired.len(), expired)
+        });
+        if n > 0 {
+            tracing::debug!("usrloc: {n} contacts expired");
         }
-        self.apply(expired);
         self.write_back();
     }
 
@@ -199,25 +217,26 @@ impl Usrloc {
             tracing::error!("{e}");
             return api::upsert::INVALID;
         }
-        let (code, change) = self.location().upsert(c, now());
-        self.apply(change.into_iter().collect());
-        code
+        self.change(|loc| {
+            let (code, change) = loc.upsert(c, now());
+            (code, change.into_iter().collect())
+        })
     }
 
     /// Removes one contact; whether it existed.
     pub fn delete_contact(&self, table: &str, aor: &str, contact: &str) -> bool {
-        let change = self.location().delete_contact(table, aor, contact);
-        let found = change.is_some();
-        self.apply(change.into_iter().collect());
-        found
+        self.change(|loc| {
+            let change = loc.delete_contact(table, aor, contact);
+            (change.is_some(), change.into_iter().collect())
+        })
     }
 
     /// Removes an AoR's contacts (or the one with `ruid`); how many.
     pub fn delete_aor(&self, table: &str, aor: &str, ruid: Option<&str>) -> usize {
-        let changes = self.location().delete_aor(table, aor, ruid);
-        let n = changes.len();
-        self.apply(changes);
-        n
+        self.change(|loc| {
+            let changes = loc.delete_aor(table, aor, ruid);
+            (changes.len(), changes)
+        })
     }
 }
 
@@ -302,6 +321,7 @@ impl Module for UsrlocModule {
             callbacks: RwLock::new(Vec::new()),
             dirty: Mutex::new(HashMap::new()),
             ensured: Mutex::new(HashSet::new()),
+            ordered: Mutex::new(()),
         }));
         state.ensure_table(DEFAULT_TABLE)?;
         api::export(host, Box::leak(Box::new(Service(state))))?;
