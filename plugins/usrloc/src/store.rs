@@ -186,7 +186,13 @@ impl Location {
             return (upsert::INVALID, None);
         }
         c.last_modified = now;
-        let contacts = self.tables.entry(c.table.clone()).or_default().entry(c.aor.clone()).or_default();
+        // Most AoRs have one contact: a Vec's first push would reserve room for four.
+        let contacts = self
+            .tables
+            .entry(c.table.clone())
+            .or_default()
+            .entry(c.aor.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         if let Some(old) = contacts.iter_mut().find(|o| o.contact == c.contact) {
             if old.alive(now) {
                 if old.callid == c.callid && old.cseq >= c.cseq {
