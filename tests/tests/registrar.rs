@@ -292,10 +292,11 @@ fn sipp_register_scenario() {
     assert_eq!(contact_count(&h), 0, "every phone unregistered");
 }
 
-/// The `location` table across restarts: write-through survives a crash (SIGKILL), write-back
-/// is written at shutdown; expired contacts are deleted from the table too.
+/// The `location` table across restarts: write-through (1) and database-only (3) survive a
+/// crash (SIGKILL), write-back (2) is written at shutdown; expired contacts are deleted from the
+/// table too.
 fn location_table_survives_restarts(db: &Database) {
-    for mode in [1, 2] {
+    for mode in [1, 2, 3] {
         let mut h = registrar(
             &format!("registrar-db{mode}-{}", db.kind),
             &format!("db_mode = {mode}\ndb_url = \"{}\"", db.url),
@@ -316,7 +317,7 @@ fn location_table_survives_restarts(db: &Database) {
             c.transact(&register(&c, &h, &short, "db-2", 1, &[&format!("Contact: <sip:{short}@192.0.2.6>;expires=2")]));
         assert_eq!(status(&r), 200, "{r}");
         assert!(eventually(Duration::from_secs(6), || lookup(&h, &short)["error"]["code"] == 404));
-        if mode == 1 {
+        if mode != 2 {
             h.kill();
         } else {
             h.stop();
@@ -343,10 +344,54 @@ fn location_table_survives_restarts(db: &Database) {
     }
 }
 
+/// db_mode 3: two registrars on one database see each other's registrations and removals.
+fn two_registrars_share_the_table(db: &Database) {
+    let usrloc = format!("db_mode = 3\ndb_url = \"{}\"", db.url);
+    let a = registrar(&format!("registrar-share-a-{}", db.kind), &usrloc);
+    let b = registrar(&format!("registrar-share-b-{}", db.kind), &usrloc);
+    let mut c = Client::udp(a.sip_addr());
+    let r = c.transact(&register(&c, &a, "ivy", "share-1", 1, &["Contact: <sip:ivy@192.0.2.11>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    let l = lookup(&b, "ivy");
+    assert_eq!(l["result"]["Contacts"][0]["Contact"]["Address"], "sip:ivy@192.0.2.11", "{l}");
+    let mut cb = Client::udp(b.sip_addr());
+    // B refreshes it (same row, same ruid) and adds one; A sees both.
+    let r = cb.transact(&register(
+        &cb,
+        &b,
+        "ivy",
+        "share-1",
+        2,
+        &["Contact: <sip:ivy@192.0.2.11>", "Contact: <sip:ivy@192.0.2.12>"],
+    ));
+    assert_eq!(bindings(&r).len(), 2, "{r}");
+    let l = lookup(&a, "ivy");
+    assert_eq!(l["result"]["Contacts"].as_array().map_or(0, Vec::len), 2, "{l}");
+    let ruid = |h: &Host| {
+        lookup(h, "ivy")["result"]["Contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Contact"]["Address"] == "sip:ivy@192.0.2.11")
+            .map(|c| c["Contact"]["Ruid"].clone())
+    };
+    assert_eq!(ruid(&a), ruid(&b));
+    let d = a.result("ul.dump", json!([]));
+    assert_eq!(d["Domains"][0]["Domain"]["AoRs"][0]["Info"]["Contacts"].as_array().map_or(0, Vec::len), 2, "{d}");
+    // An out-of-order REGISTER at A is refused against what B wrote.
+    let r = c.transact(&register(&c, &a, "ivy", "share-1", 1, &["Contact: <sip:ivy@192.0.2.11>"]));
+    assert_eq!(status(&r), 500, "{r}");
+    b.result("ul.rm", json!(["location", "ivy"]));
+    assert_eq!(lookup(&a, "ivy")["error"]["code"], 404);
+}
+
 database_tests! {
     location_table_sqlite: "sqlite", location_table_survives_restarts;
     location_table_postgres: "postgres", location_table_survives_restarts;
     location_table_mariadb: "mariadb", location_table_survives_restarts;
+    shared_table_sqlite: "sqlite", two_registrars_share_the_table;
+    shared_table_postgres: "postgres", two_registrars_share_the_table;
+    shared_table_mariadb: "mariadb", two_registrars_share_the_table;
 }
 
 /// The row Kamailio's tools read: SQLite's `location` has Kamailio's columns and values.

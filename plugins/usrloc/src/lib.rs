@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use plugin_api::api::usrloc::{self as api, FfiContact, FfiUlCallback, UsrlocService, cb};
 use plugin_api::prelude::*;
 
-use storage::Storage;
+use storage::{Storage, StorageError};
 use store::{Change, Contact, Location};
 
 /// Seconds since the epoch.
@@ -26,7 +26,7 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// db_mode values (Kamailio's numbers; 3, DB_ONLY, and 4, DB_READONLY, are not built).
+/// db_mode values (Kamailio's numbers; 4, DB_READONLY, is not built).
 pub mod db_mode {
     /// Memory only.
     pub const NO_DB: i64 = 0;
@@ -34,6 +34,8 @@ pub mod db_mode {
     pub const WRITE_THROUGH: i64 = 1;
     /// Changes are written every timer_interval and at shutdown.
     pub const WRITE_BACK: i64 = 2;
+    /// No memory table: every operation reads and writes the database (servers may share it).
+    pub const DB_ONLY: i64 = 3;
 }
 
 /// The table the module knows from the start (registrar's `save("location")`).
@@ -76,7 +78,7 @@ impl Usrloc {
             let mut ensured = lock(&self.ensured);
             if !ensured.contains(table) {
                 s.ensure(table)?;
-                let rows = s.load(table, self.fetch_rows)?;
+                let rows = if self.db_mode == db_mode::DB_ONLY { Vec::new() } else { s.load(table, self.fetch_rows)? };
                 let n = rows.len();
                 let mut loc = self.location();
                 loc.add_table(table);
@@ -101,6 +103,97 @@ impl Usrloc {
         self.apply(changes);
         drop(ordered);
         result
+    }
+
+    /// The storage when every operation goes to the database (db_mode 3).
+    fn db_only(&self) -> Option<&Storage> {
+        if self.db_mode == db_mode::DB_ONLY { self.storage.as_ref() } else { None }
+    }
+
+    /// db_mode 3: in one transaction holding the table, reads the AoR's rows into a scratch
+    /// table, runs `op` on it and writes its changes; after the commit, runs the callbacks.
+    /// The same state machine as the memory modes decides, so the rules cannot differ.
+    fn change_in_db<R>(
+        &self,
+        s: &Storage,
+        table: &str,
+        aor: &str,
+        failed: R,
+        op: impl FnOnce(&mut Location) -> (R, Vec<Change>),
+    ) -> R {
+        let ordered = lock(&self.ordered);
+        let outcome = (|| -> Result<(R, Vec<Change>), StorageError> {
+            let tx = s.transaction(table)?;
+            let mut scratch = Location::new("");
+            scratch.add_table(table);
+            for c in s.select_aor(&tx, table, aor)? {
+                scratch.restore(c);
+            }
+            let (result, changes) = op(&mut scratch);
+            for ch in &changes {
+                if ch.kind & (cb::CONTACT_INSERT | cb::CONTACT_UPDATE) != 0 {
+                    s.upsert_in(&tx, table, &[&ch.contact])?;
+                } else {
+                    s.delete_in(&tx, table, &ch.contact.ruid)?;
+                }
+            }
+            tx.commit().map_err(Storage::err(table))?;
+            Ok((result, changes))
+        })();
+        let result = match outcome {
+            Ok((result, changes)) => {
+                self.apply(changes);
+                result
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                failed
+            }
+        };
+        drop(ordered);
+        result
+    }
+
+    /// db_mode 3: removes the expired rows of every table, with EXPIRE callbacks.
+    fn expire_in_db(&self, s: &Storage) {
+        let tables = self.location().table_names();
+        let now = now();
+        for table in tables {
+            let ordered = lock(&self.ordered);
+            let outcome = (|| -> Result<Vec<Change>, StorageError> {
+                let tx = s.transaction(&table)?;
+                let mut scratch = Location::new("");
+                for c in s.select_expired(&tx, &table, now)? {
+                    scratch.restore(c);
+                }
+                let expired = scratch.expire(now);
+                for ch in &expired {
+                    s.delete_in(&tx, &table, &ch.contact.ruid)?;
+                }
+                tx.commit().map_err(Storage::err(&table))?;
+                Ok(expired)
+            })();
+            match outcome {
+                Ok(expired) => self.apply(expired),
+                Err(e) => tracing::error!("usrloc: expiry: {e}"),
+            }
+            drop(ordered);
+        }
+    }
+
+    /// Runs `f` on the table as it is: the memory table, or in db_mode 3 one read from the
+    /// database (ul.dump).
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Location) -> R) -> R {
+        let Some(s) = self.db_only() else { return f(&self.location()) };
+        let mut scratch = Location::new("");
+        for table in self.location().table_names() {
+            scratch.add_table(&table);
+            match s.load(&table, self.fetch_rows) {
+                Ok(rows) => rows.into_iter().for_each(|c| scratch.restore(c)),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        f(&scratch)
     }
 
     /// Writes the changes (per db_mode) and runs the callbacks.
@@ -149,6 +242,10 @@ impl Usrloc {
     /// Removes expired contacts (with CONTACT_EXPIRE callbacks); then, in db_mode 2, writes
     /// back.
     pub fn timer(&self) {
+        if let Some(s) = self.db_only() {
+            self.expire_in_db(s);
+            return;
+        }
         let n = self.change(|loc| {
             let expired = loc.expire(now());
             (expired.len(), expired)
@@ -205,6 +302,15 @@ impl Usrloc {
     /// The unexpired contacts of `aor`.
     pub fn contacts(&self, table: &str, aor: &str) -> Vec<Contact> {
         let now = now();
+        if let Some(s) = self.db_only() {
+            return match s.select_aor(s.pool(), table, aor) {
+                Ok(rows) => rows.into_iter().filter(|c| c.alive(now)).collect(),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    Vec::new()
+                }
+            };
+        }
         self.location()
             .aor(table, aor)
             .map(|cs| cs.iter().filter(|c| c.alive(now)).cloned().collect())
@@ -212,10 +318,21 @@ impl Usrloc {
     }
 
     /// Inserts or updates a contact; an `upsert` code.
-    pub fn upsert(&self, c: Contact) -> i32 {
+    pub fn upsert(&self, mut c: Contact) -> i32 {
         if let Err(e) = self.ensure_table(&c.table) {
             tracing::error!("{e}");
             return api::upsert::INVALID;
+        }
+        if let Some(s) = self.db_only() {
+            if c.ruid.is_empty() {
+                // The scratch table has no counter of its own: a new contact takes its ruid here.
+                c.ruid = self.location().next_ruid();
+            }
+            let (table, aor) = (c.table.clone(), c.aor.clone());
+            return self.change_in_db(s, &table, &aor, api::upsert::INVALID, |loc| {
+                let (code, change) = loc.upsert(c, now());
+                (code, change.into_iter().collect())
+            });
         }
         self.change(|loc| {
             let (code, change) = loc.upsert(c, now());
@@ -225,6 +342,12 @@ impl Usrloc {
 
     /// Removes one contact; whether it existed.
     pub fn delete_contact(&self, table: &str, aor: &str, contact: &str) -> bool {
+        if let Some(s) = self.db_only() {
+            return self.change_in_db(s, table, aor, false, |loc| {
+                let change = loc.delete_contact(table, aor, contact);
+                (change.is_some(), change.into_iter().collect())
+            });
+        }
         self.change(|loc| {
             let change = loc.delete_contact(table, aor, contact);
             (change.is_some(), change.into_iter().collect())
@@ -233,6 +356,12 @@ impl Usrloc {
 
     /// Removes an AoR's contacts (or the one with `ruid`); how many.
     pub fn delete_aor(&self, table: &str, aor: &str, ruid: Option<&str>) -> usize {
+        if let Some(s) = self.db_only() {
+            return self.change_in_db(s, table, aor, 0, |loc| {
+                let changes = loc.delete_aor(table, aor, ruid);
+                (changes.len(), changes)
+            });
+        }
         self.change(|loc| {
             let changes = loc.delete_aor(table, aor, ruid);
             (changes.len(), changes)
@@ -288,8 +417,8 @@ impl Module for UsrlocModule {
                     "database of the location table (db_mode 1 and 2); relative SQLite paths are next to the config",
                 ),
             )
-            .param(Param::int("db_mode", 0).range(0..=2).doc(
-                "0: memory only; 1: write-through; 2: write-back every timer_interval (3, database only, is not built)",
+            .param(Param::int("db_mode", 0).range(0..=3).doc(
+                "0: memory only; 1: write-through; 2: write-back every timer_interval; 3: database only (4, read-only, is not built)",
             ))
             .param(Param::int("timer_interval", 60).min(1).doc("seconds between expiry passes (and write-backs)"))
             .param(Param::int("use_domain", 0).range(0..=1).doc("1: AoRs are user@domain; 0: the user part only"))

@@ -69,7 +69,11 @@ fn dump(m: &UsrlocModule, call: &RpcCall) -> RpcResult {
         Some(_) => return Err(RpcFault::new(500, "Bad display options")),
     };
     let now = now();
-    let loc = m.state.location();
+    let hash_size = m.state.hash_size;
+    Ok(m.state.with_snapshot(|loc| dump_tables(loc, brief, now, hash_size)))
+}
+
+fn dump_tables(loc: &crate::store::Location, brief: bool, now: i64, hash_size: u32) -> Value {
     let mut domains = Vec::new();
     for table in loc.table_names() {
         let aors = loc.aors(&table);
@@ -91,12 +95,12 @@ fn dump(m: &UsrlocModule, call: &RpcCall) -> RpcResult {
             .collect();
         domains.push(json!({"Domain": {
             "Domain": table,
-            "Size": 1u64 << m.state.hash_size,
+            "Size": 1u64 << hash_size,
             "AoRs": list,
             "Stats": {"Records": aors.len(), "Max-Slots": 1},
         }}));
     }
-    Ok(json!({ "Domains": domains }))
+    json!({ "Domains": domains })
 }
 
 /// Kamailio's core_case_hash of the AoR (shown as HashID); FNV-1a here, stable across builds.

@@ -2,7 +2,7 @@
 //! otherwise; one row per contact, keyed by `ruid`. `expires` and `last_modified` are DATETIME
 //! columns: the host renders them per database (local time, as Kamailio writes them).
 
-use plugin_api::db::Row;
+use plugin_api::db::{Executor, Row, Transaction};
 use plugin_api::prelude::*;
 
 use crate::store::Contact;
@@ -155,7 +155,13 @@ impl Storage {
         Ok(Self { db: host.db(url)?, use_domain })
     }
 
-    fn err(table: &str) -> impl FnOnce(Error) -> StorageError + '_ {
+    /// The pool.
+    pub fn pool(&self) -> &Executor {
+        &self.db
+    }
+
+    /// The error of a statement on `table`.
+    pub fn err(table: &str) -> impl FnOnce(Error) -> StorageError + '_ {
         move |source| StorageError::Db { table: table.to_string(), source }
     }
 
@@ -193,16 +199,54 @@ impl Storage {
 
     /// Writes contacts (insert or update by ruid), many per statement.
     pub fn upsert(&self, table: &str, contacts: &[&Contact]) -> Result<(), StorageError> {
+        self.upsert_in(&self.db, table, contacts)
+    }
+
+    /// [`Storage::upsert`] on `exec` (the pool or a transaction).
+    pub fn upsert_in(&self, exec: &Executor, table: &str, contacts: &[&Contact]) -> Result<(), StorageError> {
         for chunk in contacts.chunks(500) {
             let rows: Vec<Vec<DbValue>> = chunk.iter().map(|c| row_values(c, self.use_domain)).collect();
-            self.db.upsert_many(table, &["ruid"], &COLUMNS, &rows).map_err(Self::err(table))?;
+            exec.upsert_many(table, &["ruid"], &COLUMNS, &rows).map_err(Self::err(table))?;
         }
         Ok(())
     }
 
     /// Deletes the row of `ruid`.
     pub fn delete(&self, table: &str, ruid: &str) -> Result<(), StorageError> {
-        self.db.delete(table, &[Cond::eq("ruid", ruid)]).map(drop).map_err(Self::err(table))
+        self.delete_in(&self.db, table, ruid)
+    }
+
+    /// [`Storage::delete`] on `exec`.
+    pub fn delete_in(&self, exec: &Executor, table: &str, ruid: &str) -> Result<(), StorageError> {
+        exec.delete(table, &[Cond::eq("ruid", ruid)]).map(drop).map_err(Self::err(table))
+    }
+
+    /// Every row of `aor` in `table` (db_mode 3 reads them for each operation).
+    pub fn select_aor(&self, exec: &Executor, table: &str, aor: &str) -> Result<Vec<Contact>, StorageError> {
+        let (user, domain) = split_aor(aor, self.use_domain);
+        let mut q = exec.select(table).filter(Cond::eq("username", user));
+        if let Some(d) = domain {
+            q = q.filter(Cond::eq("domain", d));
+        }
+        let rows = q.order_by("id").run().map_err(Self::err(table))?;
+        Ok(rows.iter().map(|r| contact_of_row(table, &r, self.use_domain)).collect())
+    }
+
+    /// Rows of `table` whose expiry is before `now` (permanent contacts, expires 0, included:
+    /// the caller keeps only the expired ones).
+    pub fn select_expired(&self, exec: &Executor, table: &str, now: i64) -> Result<Vec<Contact>, StorageError> {
+        let rows = exec
+            .select(table)
+            .filter(Cond::new("expires", Op::Lt, DbValue::DateTime(now)))
+            .run()
+            .map_err(Self::err(table))?;
+        Ok(rows.iter().map(|r| contact_of_row(table, &r, self.use_domain)).collect())
+    }
+
+    /// A transaction holding `table` (a table lock on PostgreSQL/MariaDB, SQLite's write lock),
+    /// so two servers sharing the table (db_mode 3) do not interleave read-modify-write.
+    pub fn transaction(&self, table: &str) -> Result<Transaction, StorageError> {
+        self.db.transaction(&[table]).map_err(Self::err(table))
     }
 }
 

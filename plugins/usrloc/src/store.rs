@@ -128,6 +128,12 @@ impl Location {
         Self { ruid_prefix: ruid_prefix.to_string(), ..Self::default() }
     }
 
+    /// A new unique record id.
+    pub fn next_ruid(&mut self) -> String {
+        self.ruid_counter += 1;
+        format!("{}-{}", self.ruid_prefix, self.ruid_counter)
+    }
+
     /// Makes `table` known (an empty table is listed by ul.dump).
     pub fn add_table(&mut self, table: &str) {
         self.tables.entry(table.to_string()).or_default();
