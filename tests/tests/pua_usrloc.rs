@@ -9,10 +9,29 @@ use std::time::{Duration, Instant};
 use e2e::kamailio::reply;
 use e2e::sip::{Client, request, status};
 use e2e::{Host, eventually};
+use serde_json::Value;
 use serde_json::json;
 
 fn server(name: &str) -> Host {
-    let config = r#"loadmodule = ["usrloc", "registrar", "pua", "pua_usrloc", "presence", "presence_xml"]
+    server_with(
+        name,
+        "",
+        r#"[[route]]
+method = "REGISTER"
+hdr.X-Silent = "yes"
+do = ["save(\"location\")"]
+[[route]]
+method = "REGISTER"
+do = ["pua_set_publish()", "save(\"location\")"]
+"#,
+    )
+}
+
+/// registrar + pua_usrloc + presence on one host; `pua_usrloc` is extra modparam lines,
+/// `routes` the REGISTER routes.
+fn server_with(name: &str, pua_usrloc: &str, routes: &str) -> Host {
+    let config = format!(
+        r#"loadmodule = ["usrloc", "registrar", "pua", "pua_usrloc", "presence", "presence_xml"]
 [core]
 children = 2
 modules_path = ["@MODULES@"]
@@ -28,23 +47,19 @@ db_url = "sqlite://pua.sqlite"
 outbound_proxy = "sip:127.0.0.1:@SIP@"
 [modparam.pua_usrloc]
 default_domain = "example.com"
+{pua_usrloc}
 [modparam.presence_xml]
 force_active = 1
-[[route]]
-method = "REGISTER"
-hdr.X-Silent = "yes"
-do = ["save(\"location\")"]
-[[route]]
-method = "REGISTER"
-do = ["pua_set_publish()", "save(\"location\")"]
+{routes}
 [[route]]
 method = "PUBLISH"
 do = ["handle_publish()"]
 [[route]]
 method = "SUBSCRIBE"
 do = ["handle_subscribe()"]
-"#;
-    Host::start(name, config)
+"#
+    );
+    Host::start(name, &config)
 }
 
 fn register(c: &Client, h: &Host, user: &str, call_id: &str, cseq: u32, extra: &[&str]) -> String {
@@ -230,4 +245,67 @@ do = ["pua_set_publish()", "save(\"location\")"]
         "{}",
         h.result("pua.list", json!([]))
     );
+}
+
+/// With branch_flag, contacts saved with that branch flag publish without pua_set_publish();
+/// a re-REGISTER refreshes the publication with the new expiry; the removal of a contact ends
+/// its publication even when the unregistering request does not carry the flag.
+#[test]
+fn branch_flag_refresh_and_removal() {
+    let h = server_with(
+        "pua-usrloc-bflag",
+        "branch_flag = 5",
+        r#"[[route]]
+method = "REGISTER"
+hdr.X-Flag = "yes"
+do = ["setbflag(5)", "save(\"location\")"]
+[[route]]
+method = "REGISTER"
+do = ["save(\"location\")"]
+"#,
+    );
+    let mut phone = Client::udp(h.sip_addr());
+    let expires = |h: &Host| -> Option<i64> {
+        let list = h.result("presence.presentity_list", json!([]));
+        list.as_array()?.iter().find(|p| p["user"] == "dan").and_then(|p: &Value| p["expires"].as_i64())
+    };
+    let r = phone.transact(&register(
+        &phone,
+        &h,
+        "dan",
+        "bf-1",
+        1,
+        &["X-Flag: yes", "Expires: 60", "Contact: <sip:dan@192.0.2.4>"],
+    ));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || expires(&h).is_some()), "{}", h.log());
+    let first = expires(&h).unwrap();
+
+    // The refresh: same publication (still one), its expiry moved by the new Expires.
+    let r = phone.transact(&register(
+        &phone,
+        &h,
+        "dan",
+        "bf-1",
+        2,
+        &["X-Flag: yes", "Expires: 600", "Contact: <sip:dan@192.0.2.4>"],
+    ));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(
+        eventually(Duration::from_secs(5), || expires(&h).is_some_and(|e| e > first + 300)),
+        "{:?} {first}",
+        expires(&h)
+    );
+    assert_eq!(publications(&h), 1);
+
+    // No flag: no publication for erin.
+    let r = phone.transact(&register(&phone, &h, "erin", "bf-2", 1, &["Contact: <sip:erin@192.0.2.5>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(publications(&h), 1, "{}", h.log());
+
+    // Unregistering without the flag still ends dan's publication.
+    let r = phone.transact(&register(&phone, &h, "dan", "bf-1", 3, &["Expires: 0", "Contact: <sip:dan@192.0.2.4>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || publications(&h) == 0), "{}", h.log());
 }
