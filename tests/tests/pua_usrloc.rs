@@ -309,3 +309,61 @@ do = ["save(\"location\")"]
     assert_eq!(status(&r), 200, "{r}");
     assert!(eventually(Duration::from_secs(5), || publications(&h) == 0), "{}", h.log());
 }
+
+/// baresip (Debian's baresip-core, a real SIP phone) as the phone, in `dir`, registering as
+/// `user@example.com` through `host` for `regint` seconds.
+fn baresip(dir: &std::path::Path, h: &Host, user: &str, regint: u32, quit_after: u32) -> std::process::Child {
+    std::fs::create_dir_all(dir).expect("baresip dir");
+    let port = e2e::free_port();
+    std::fs::write(
+        dir.join("config"),
+        format!("sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\taccount.so\n"),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:{user}@example.com>;outbound=\"sip:127.0.0.1:{}\";regint={regint};answermode=manual\n", h.sip),
+    )
+    .expect("accounts");
+    let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
+    std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(dir)
+        .args(["-t", &quit_after.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("run baresip")
+}
+
+/// The acceptance with a real phone: baresip registers, the watcher sees open; baresip quits
+/// (and unregisters), the watcher sees closed; baresip registers for 3 s and is killed, the
+/// watcher sees closed when the registration expires.
+#[test]
+fn baresip_registers_and_the_watcher_follows() {
+    if std::process::Command::new("baresip").arg("-h").output().is_err() {
+        eprintln!("SKIPPED: baresip is not installed (Debian package baresip-core)");
+        return;
+    }
+    let h = server("pua-usrloc-baresip");
+    let mut w = watch(&h, "frank");
+
+    let dir = h.dir.join("baresip-1");
+    let mut phone = baresip(&dir, &h, "frank", 600, 3);
+    let n = next_notify(&mut w, Duration::from_secs(5));
+    assert_eq!(basic(&n), "open", "{n}\n{}", std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default());
+    let n = next_notify(&mut w, Duration::from_secs(8));
+    assert_eq!(basic(&n), "closed", "baresip unregistered when it quit: {n}");
+    let _ = phone.wait();
+
+    let dir = h.dir.join("baresip-2");
+    let mut phone = baresip(&dir, &h, "frank", 3, 60);
+    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
+    // A crash: no unregistration; the registration expires (3 s, timer every second). baresip
+    // refreshes before expiry, so kill it at once.
+    let _ = phone.kill();
+    let _ = phone.wait();
+    let n = next_notify(&mut w, Duration::from_secs(10));
+    assert_eq!(basic(&n), "closed", "the expiry ended the publication: {n}\n{}", h.log());
+}
