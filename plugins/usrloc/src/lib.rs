@@ -71,7 +71,9 @@ impl Usrloc {
 
     /// Makes `table` known, creating and loading its database table the first time.
     fn ensure_table(&self, table: &str) -> Result<(), Error> {
-        if self.location().has_table(table) && (self.storage.is_none() || lock(&self.ensured).contains(table)) {
+        // One lock at a time: the body below takes `ensured` before the table's lock.
+        let known = self.location().has_table(table);
+        if known && (self.storage.is_none() || lock(&self.ensured).contains(table)) {
             return Ok(());
         }
         if let Some(s) = &self.storage {
@@ -186,7 +188,8 @@ impl Usrloc {
     pub fn with_snapshot<R>(&self, f: impl FnOnce(&Location) -> R) -> R {
         let Some(s) = self.db_only() else { return f(&self.location()) };
         let mut scratch = Location::new("");
-        for table in self.location().table_names() {
+        let tables = self.location().table_names();
+        for table in tables {
             scratch.add_table(&table);
             match s.load(&table, self.fetch_rows) {
                 Ok(rows) => rows.into_iter().for_each(|c| scratch.restore(c)),
