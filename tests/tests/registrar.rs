@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 
 /// A registrar; `usrloc` is extra `[modparam.usrloc]` lines.
 fn registrar(name: &str, usrloc: &str) -> Host {
+    registrar_with(name, usrloc, "")
+}
+
+/// A registrar with extra `[modparam.registrar]` lines too.
+fn registrar_with(name: &str, usrloc: &str, registrar: &str) -> Host {
     let config = format!(
         r#"loadmodule = ["usrloc", "registrar"]
 [core]
@@ -30,6 +35,7 @@ timer_interval = 1
 [modparam.registrar]
 min_expires = 2
 max_expires = 900
+{registrar}
 [[route]]
 method = "REGISTER"
 do = ["save(\"location\")"]
@@ -165,6 +171,40 @@ fn register_refresh_remove_star_and_expiry() {
     let l = lookup(&h, "alice");
     assert_eq!(l["error"]["code"], 404, "{l}");
     assert_eq!(contact_count(&h), 0);
+}
+
+/// use_path stores the Path and returns it in the 200; max_contacts refuses a binding too many
+/// with 503 and stores nothing of that REGISTER.
+#[test]
+fn path_and_max_contacts() {
+    let h = registrar_with("registrar-path", "", "use_path = 1\nmax_contacts = 2");
+    let mut c = Client::udp(h.sip_addr());
+    let path = "<sip:edge.example.com;lr>";
+    let r =
+        c.transact(&register(&c, &h, "jill", "p-1", 1, &[&format!("Path: {path}"), "Contact: <sip:jill@192.0.2.21>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "Path").as_deref(), Some(path), "{r}");
+    assert_eq!(lookup(&h, "jill")["result"]["Contacts"][0]["Contact"]["Path"], path);
+
+    let r = c.transact(&register(&c, &h, "jill", "p-2", 1, &["Contact: <sip:jill@192.0.2.22>"]));
+    assert_eq!(bindings(&r).len(), 2, "{r}");
+    let r = c.transact(&register(&c, &h, "jill", "p-3", 1, &["Contact: <sip:jill@192.0.2.23>"]));
+    assert_eq!(status(&r), 503, "{r}");
+    assert_eq!(header(&r, "P-Registrar-Error").as_deref(), Some("Too many registered contacts"));
+    assert_eq!(lookup(&h, "jill")["result"]["Contacts"].as_array().map_or(0, Vec::len), 2);
+    // Replacing one within the limit is fine: remove one and add one in the same REGISTER.
+    let r = c.transact(&register(
+        &c,
+        &h,
+        "jill",
+        "p-2",
+        2,
+        &["Contact: <sip:jill@192.0.2.22>;expires=0", "Contact: <sip:jill@192.0.2.23>"],
+    ));
+    assert_eq!(status(&r), 200, "{r}");
+    let mut got: Vec<String> = bindings(&r).into_iter().map(|(u, _)| u).collect();
+    got.sort();
+    assert_eq!(got, ["sip:jill@192.0.2.21", "sip:jill@192.0.2.23"]);
 }
 
 #[test]
