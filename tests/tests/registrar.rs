@@ -272,6 +272,35 @@ fn lookup_relays_to_the_registered_contact() {
     assert_eq!(status(&r), 404, "{r}");
 }
 
+/// A phone registered over TCP is reached over its own connection: the relay finds the
+/// connection by the contact's address; the stored received address says transport=tcp when
+/// the contact names another address.
+#[test]
+fn lookup_reaches_a_tcp_phone_over_its_connection() {
+    let h = registrar("registrar-tcp", "");
+    let mut phone = Client::tcp(h.sip_addr());
+    let contact = format!("sip:kim@{};transport=tcp", phone.local());
+    let r = phone.transact(&register(&phone, &h, "kim", "tcp-1", 1, &[&format!("Contact: <{contact}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let socket = &lookup(&h, "kim")["result"]["Contacts"][0]["Contact"]["Socket"];
+    assert_eq!(*socket, format!("tcp:127.0.0.1:{}", h.sip));
+
+    let mut sender = Client::udp(h.sip_addr());
+    let msg = request(&sender, "MESSAGE", &format!("sip:kim@127.0.0.1:{}", h.sip), &["Content-Type: text/plain"], "hi");
+    sender.send(msg.as_bytes());
+    let got = phone.recv(Duration::from_secs(5)).expect("the MESSAGE reaches the phone over its connection");
+    assert!(got.starts_with(&format!("MESSAGE {contact} SIP/2.0")), "{got}");
+    phone.send(reply(&got, 200, "OK").as_bytes());
+    assert_eq!(status(&sender.recv(Duration::from_secs(5)).expect("200 upstream")), 200);
+
+    let other = "sip:kim@192.0.2.30:5060";
+    let r = phone.transact(&register(&phone, &h, "kim", "tcp-2", 1, &[&format!("Contact: <{other}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let l = lookup(&h, "kim");
+    let c = l["result"]["Contacts"].as_array().unwrap().iter().find(|c| c["Contact"]["Address"] == other).cloned();
+    assert_eq!(c.unwrap()["Contact"]["Received"], format!("sip:{};transport=tcp", phone.local()), "{l}");
+}
+
 #[test]
 fn rpc_dump_lookup_rm() {
     let h = registrar("registrar-rpc", "");
