@@ -38,7 +38,16 @@ max_expires = 900
 {registrar}
 [[route]]
 method = "REGISTER"
+hdr.X-Nat = "yes"
+do = ["setbflag(6)", "save(\"location\")"]
+[[route]]
+method = "REGISTER"
 do = ["save(\"location\")"]
+[[route]]
+method = "MESSAGE"
+hdr.X-Want-Nat = "yes"
+do = ["lookup(\"location\")", "isbflagset(6)", "t_relay()"]
+on_fail = "404 Not Found"
 [[route]]
 method = ["MESSAGE", "INVITE"]
 do = ["lookup(\"location\")", "t_relay()"]

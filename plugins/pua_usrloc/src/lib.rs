@@ -80,6 +80,8 @@ impl Settings {
         let expires = if removal {
             0
         } else if contact.expires == 0 {
+            // A permanent contact (from the API, never from a REGISTER): an hour, refreshed by
+            // pua like any publication.
             3600
         } else {
             i32::try_from((contact.expires - now).max(1)).unwrap_or(i32::MAX)

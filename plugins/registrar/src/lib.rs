@@ -6,7 +6,7 @@
 //!   Returns 1 (inserted), 2 (updated), 3 (deleted), 4 (query), -1 (error, replied).
 //!   flags: 0x02 no reply, 0x04 the request's contacts replace every other binding.
 //! - `lookup(table[, uri])` — rewrites the Request-URI to the best contact of the AoR of the
-//!   Request-URI (or `uri`): 1 found, -1 not found.
+//!   Request-URI (or `uri`) and sets the branch flags it was saved with: 1 found, -1 not found.
 //! - `registered(table[, uri])` — 1 when the AoR has a contact, else -1.
 //! - `unregister(table, uri[, ruid])` — removes the AoR's contacts (or one): 1, or -1 if none.
 
@@ -241,6 +241,12 @@ impl Registrar {
         if let Err(e) = call.request().set_ruri(best.contact.as_str()) {
             tracing::error!("registrar: lookup: {e}");
             return Ok(-3);
+        }
+        // The branch flags the contact was saved with come back on the branch (Kamailio restores
+        // cflags, e.g. a NAT flag set at REGISTER time, for the script after lookup).
+        let request = call.request();
+        for f in (0..32u32).filter(|f| best.cflags & (1 << f) != 0) {
+            request.set_branch_flag(f);
         }
         if !best.received.is_empty() || !best.path.is_empty() {
             // Kamailio sets the destination URI to the received address (or the first Path
