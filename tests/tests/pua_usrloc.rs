@@ -367,3 +367,28 @@ fn baresip_registers_and_the_watcher_follows() {
     let n = next_notify(&mut w, Duration::from_secs(10));
     assert_eq!(basic(&n), "closed", "the expiry ended the publication: {n}\n{}", h.log());
 }
+
+/// The shipped configs/registrar-presence.toml, on free ports in a temporary directory: a phone
+/// registers, the watcher sees open; it unregisters, the watcher sees closed.
+#[test]
+fn shipped_registrar_presence_config_works() {
+    let text = std::fs::read_to_string(e2e::root().join("configs/registrar-presence.toml")).expect("config");
+    let dir = e2e::TempDir::new("registrar-presence-config");
+    let config = text
+        .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
+        .replace("127.0.0.1:5080", "127.0.0.1:@HTTP@")
+        .replace("/tmp/puahost_rpc.fifo", &dir.join("rpc.fifo").display().to_string())
+        .replace("[core]\n", "[core]\nmodules_path = [\"@MODULES@\"]\n");
+    assert!(config.contains("@SIP@") && config.contains("@HTTP@"), "the config's addresses changed: {config}");
+    let h = Host::start_in(dir, &config);
+    let mut w = watch(&h, "olga");
+    let mut phone = Client::udp(h.sip_addr());
+    let contact = format!("Contact: <sip:olga@{}>", phone.local());
+    let r = phone.transact(&register(&phone, &h, "olga", "cfg-1", 1, &["Expires: 300", &contact]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
+    let r = phone.transact(&register(&phone, &h, "olga", "cfg-1", 2, &["Expires: 0", &contact]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "closed");
+    assert!(h.dir.join("registrar.sqlite").is_file(), "the database is next to the config");
+}
