@@ -77,8 +77,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // The SIP side binds before modules initialise, so they can ask for the local addresses;
     // requests arriving now wait in the worker queue until the workers start below.
     if !config.core.listen.is_empty() {
-        let sip =
-            runtime.block_on(crate::sip::start(&config, &modules, workers.clone(), &state.metrics, io_threads()))?;
+        let sip = runtime.block_on(crate::sip::start(&config, &modules, workers.clone(), &state.metrics))?;
         let _ = state.sip.set(sip);
     }
 
@@ -122,6 +121,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             shutdown(&state, &initialised, &config);
             bail!(e);
         }
+    }
+
+    // UDP receivers run routes themselves, so they start after child_init.
+    if let Some(sip) = state.sip.get()
+        && let Err(e) = sip.start_receivers(config.core.udp_workers.unwrap_or(config.core.children))
+    {
+        shutdown(&state, &initialised, &config);
+        return Err(e);
     }
 
     // Listeners.
@@ -177,6 +184,9 @@ fn destroy(modules: &[&LoadedModule]) {
 }
 
 fn shutdown(state: &Arc<HostState>, initialised: &[&LoadedModule], config: &Config) {
+    if let Some(sip) = state.sip.get() {
+        sip.stop_receivers();
+    }
     state.timers.cancel_all();
     state.workers.stop();
     destroy(initialised);

@@ -46,6 +46,8 @@ pub enum LogTarget {
 pub struct CoreConfig {
     pub listen: Vec<ListenAddr>,
     pub children: usize,
+    /// Receiver threads per UDP listener (Kamailio's `udp_workers`); `None`: `children`.
+    pub udp_workers: Option<usize>,
     /// Searched in order for `lib<module>.so` / `<module>.so`.
     pub modules_path: Vec<PathBuf>,
     pub log_level: String,
@@ -112,6 +114,7 @@ pub fn canonical_module_name(name: &str) -> Option<&'static str> {
 const CORE_KEYS: &[&str] = &[
     "listen",
     "children",
+    "udp_workers",
     "modules_path",
     "log_level",
     "log_target",
@@ -349,6 +352,7 @@ fn default_core(_dir: &Path) -> CoreConfig {
     CoreConfig {
         listen: Vec::new(),
         children: 4,
+        udp_workers: None,
         modules_path: default_modules_path(),
         log_level: "info".into(),
         log_target: LogTarget::Stderr,
@@ -418,6 +422,15 @@ fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
                 }
                 other => {
                     c.error(format!("children must be an integer, found {}", other.kind()), &value.span);
+                }
+            },
+            "udp_workers" => match &value.value {
+                Value::Int(n) if (1..=1024).contains(n) => core.udp_workers = Some(*n as usize),
+                Value::Int(n) => {
+                    c.error(format!("udp_workers must be between 1 and 1024, found {n}"), &value.span);
+                }
+                other => {
+                    c.error(format!("udp_workers must be an integer, found {}", other.kind()), &value.span);
                 }
             },
             "modules_path" => {

@@ -2,7 +2,8 @@
 //!
 //! On an I/O thread: parse, validate (answering 400 when a reply can be formed, else dropping
 //! with one log line), match against the transaction layer (retransmissions are absorbed and
-//! answered with the last reply), then hand new requests to a worker, which runs the routes.
+//! answered with the last reply), then run the routes of new requests: right there on a UDP
+//! receiver thread, or on a worker for requests read by an I/O task (TCP).
 //! Responses go to whoever owns the client transaction: a module's reply callback (queued to a
 //! worker, exactly once) or the stateful relay (forwarded upstream). One task drives the
 //! transaction timers.
@@ -299,7 +300,7 @@ impl SipCore {
         }));
     }
 
-    fn on_request(self: &Arc<Self>, msg: SipMsg, src: Source) {
+    fn on_request(self: &Arc<Self>, msg: SipMsg, src: Source, dispatch: Dispatch) {
         let view = msg.view();
         if let Err(e) = view.validate() {
             self.refuse(&msg, &src, e.status_code(), e.reason_phrase(), &e.to_string());
@@ -308,8 +309,11 @@ impl SipCore {
         let dest = reply_dest(&view, &src);
         let now = Instant::now();
         let (event, pending) = self.layer_call(|l| l.receive_request(now, &view, dest, reliability(src.proto)));
+        // Before the route: an inline route may take a while, and the timer task may need an
+        // earlier wake-up.
+        self.after(pending);
         match event {
-            RequestEvent::New(tx) => self.dispatch(RequestCtx::new(msg, src, Some(tx))),
+            RequestEvent::New(tx) => self.dispatch(RequestCtx::new(msg, src, Some(tx)), dispatch),
             RequestEvent::Retransmission(resend) => {
                 self.counters.retransmissions.fetch_add(1, Ordering::Relaxed);
                 if let Some((dest, bytes)) = resend {
@@ -317,11 +321,10 @@ impl SipCore {
                 }
             }
             RequestEvent::AckAbsorbed => {}
-            RequestEvent::AckToTu => self.dispatch(RequestCtx::new(msg, src, None)),
+            RequestEvent::AckToTu => self.dispatch(RequestCtx::new(msg, src, None), dispatch),
             RequestEvent::Cancel { cancel, invite } => super::proxy::on_cancel(self, msg, src, cancel, invite),
             RequestEvent::Unmatchable(why) => self.refuse(&msg, &src, 400, "Bad Request", why),
         }
-        self.after(pending);
     }
 
     /// Answers a request that cannot be processed, statelessly, when a reply can be formed;
@@ -350,7 +353,13 @@ impl SipCore {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, ctx: RequestCtx) {
+    fn dispatch(self: &Arc<Self>, ctx: RequestCtx, dispatch: Dispatch) {
+        if dispatch == Dispatch::Inline {
+            if let Some(router) = self.router.get() {
+                router.run(self, ctx);
+            }
+            return;
+        }
         let core = self.clone();
         self.workers.submit(Box::new(move || {
             if let Some(router) = core.router.get() {
@@ -462,13 +471,42 @@ pub struct CoreSink(pub Arc<SipCore>);
 
 impl Sink for CoreSink {
     fn on_message(&self, bytes: Bytes, src: Source) {
-        self.0.receive(bytes, src);
+        self.0.receive(bytes, src, Dispatch::Worker);
+    }
+
+    fn on_datagram(&self, bytes: Bytes, src: Source) {
+        self.0.receive(bytes, src, Dispatch::Inline);
     }
 }
 
+/// Where a new request's routes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dispatch {
+    /// On this thread (a UDP receiver): no hand-off.
+    Inline,
+    /// On a worker (the caller is an I/O task that must not block).
+    Worker,
+}
+
 impl SipCore {
-    /// A message arrived.
-    pub fn receive(self: &Arc<Self>, bytes: Bytes, src: Source) {
+    /// Starts the UDP receivers, `per_socket` threads on each UDP listener.
+    pub fn start_receivers(self: &Arc<Self>, per_socket: usize) -> anyhow::Result<()> {
+        if let Some(t) = self.transports() {
+            t.start_receivers(per_socket, Arc::new(CoreSink(self.clone())))
+                .map_err(|e| anyhow::anyhow!("cannot start UDP receivers: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the UDP receivers (each finishes its current message).
+    pub fn stop_receivers(&self) {
+        if let Some(t) = self.transports() {
+            t.stop();
+        }
+    }
+
+    /// A message arrived; new requests' routes run as `dispatch` says.
+    pub(crate) fn receive(self: &Arc<Self>, bytes: Bytes, src: Source, dispatch: Dispatch) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let parsed = match sip_message::parse(&bytes) {
             Ok(p) => p,
@@ -479,6 +517,6 @@ impl SipCore {
             }
         };
         let msg = SipMsg { buf: bytes, parsed };
-        if msg.view().is_request() { self.on_request(msg, src) } else { self.on_response(msg) }
+        if msg.view().is_request() { self.on_request(msg, src, dispatch) } else { self.on_response(msg) }
     }
 }

@@ -18,13 +18,14 @@ use crate::config::Config;
 use crate::loader::LoadedModule;
 use crate::services::workers::WorkerPool;
 
-/// Builds the SIP core, compiles the routes and binds the listen addresses.
+/// Builds the SIP core, compiles the routes and binds the listen addresses. UDP is read once
+/// [`SipCore::start_receivers`] is called (after the modules' `child_init`), since its
+/// receivers run routes themselves.
 pub async fn start(
     config: &Config,
     modules: &[LoadedModule],
     workers: Arc<WorkerPool>,
     metrics: &crate::services::metrics::Metrics,
-    io_threads: usize,
 ) -> anyhow::Result<Arc<SipCore>> {
     let c = &config.core;
     let core = SipCore::new(
@@ -48,7 +49,7 @@ pub async fn start(
         lifetime: c.tcp_connection_lifetime,
         open_gauge: metrics.gauge("sip", "tcp_connections", "open TCP connections").map_err(|e| anyhow::anyhow!(e))?,
     };
-    let transports = Transports::bind(&c.listen, limits, io_threads, Arc::new(CoreSink(core.clone()))).await?;
+    let transports = Transports::bind(&c.listen, limits, Arc::new(CoreSink(core.clone()))).await?;
     let _ = core.transports.set(transports);
     core.start_timers();
     Ok(core)

@@ -55,13 +55,18 @@ pub fn build_reply(
     headers: &[(&str, &str)],
     body: Option<sip_message::Body<'_>>,
 ) -> Option<Bytes> {
-    let via_host_differs =
-        request.top_via().ok().is_none_or(|v| v.host().as_str().trim_matches(['[', ']']) != src.addr.ip().to_string());
-    let wants_rport = request.top_via().ok().and_then(|v| v.rport()).is_some();
-    let received = src.addr.ip().to_string();
+    let via = request.top_via().ok();
+    // Compared as addresses, not as text: formatting the source address for every reply showed
+    // in profiles, and most requests need no `received`.
+    let via_host_differs = via.as_ref().is_none_or(|v| {
+        v.host().as_str().trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok() != Some(src.addr.ip())
+    });
+    let wants_rport = via.as_ref().and_then(|v| v.rport()).is_some();
+    let add_received = !src.proto.reliable() && (via_host_differs || wants_rport);
+    let received = if add_received { src.addr.ip().to_string() } else { String::new() };
     let opts = ReplyOptions {
         to_tag: (code > 100).then_some(to_tag),
-        received: (!src.proto.reliable() && (via_host_differs || wants_rport)).then_some(received.as_str()),
+        received: add_received.then_some(received.as_str()),
         rport: wants_rport.then_some(src.addr.port()),
         headers,
         body,

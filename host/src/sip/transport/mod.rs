@@ -1,4 +1,4 @@
-//! SIP transports: UDP sockets and TCP connections owned by tokio.
+//! SIP transports: UDP sockets read by receiver threads, and TCP connections owned by tokio.
 //!
 //! Incoming messages are handed to a [`Sink`] (the SIP core) as `Bytes` plus where they came
 //! from. Outgoing messages go to a [`Dest`]: UDP is sent from any thread straight on the socket;
@@ -73,7 +73,12 @@ pub struct Source {
 
 /// What transports hand incoming messages to.
 pub trait Sink: Send + Sync + 'static {
+    /// A message from a stream reader (an I/O task): anything that may block goes elsewhere.
     fn on_message(&self, bytes: Bytes, src: Source);
+    /// A datagram, on a UDP receiver thread that may process it to the end.
+    fn on_datagram(&self, bytes: Bytes, src: Source) {
+        self.on_message(bytes, src)
+    }
 }
 
 /// Limits of the stream transports.
@@ -105,18 +110,13 @@ pub struct Transports {
 impl Transports {
     /// Binds every `listen` address (inside the runtime). Fails with the address that could not
     /// be bound.
-    pub async fn bind(
-        listen: &[ListenAddr],
-        limits: StreamLimits,
-        io_threads: usize,
-        sink: Arc<dyn Sink>,
-    ) -> anyhow::Result<Transports> {
+    pub async fn bind(listen: &[ListenAddr], limits: StreamLimits, sink: Arc<dyn Sink>) -> anyhow::Result<Transports> {
         let mut listeners = Vec::new();
         let udp = UdpTransport::new();
         let tcp = TcpTransport::new(limits, sink.clone());
         for l in listen {
             let bound = match l.transport {
-                ListenTransport::Udp => udp.bind(l.addr, io_threads, sink.clone()).await?,
+                ListenTransport::Udp => udp.bind(l.addr)?,
                 ListenTransport::Tcp => tcp.listen(l.addr).await?,
             };
             let proto = match l.transport {
@@ -128,6 +128,16 @@ impl Transports {
             listeners.push(Listener { proto, bound, advertised });
         }
         Ok(Transports { udp, tcp, listeners })
+    }
+
+    /// Starts reading the UDP sockets with `per_socket` receiver threads each.
+    pub fn start_receivers(&self, per_socket: usize, sink: Arc<dyn Sink>) -> std::io::Result<()> {
+        self.udp.start_receivers(per_socket, sink)
+    }
+
+    /// Stops reading: UDP receivers finish what they are processing and exit.
+    pub fn stop(&self) {
+        self.udp.stop();
     }
 
     /// Sends `bytes` to `dest`. `on_error` runs (on an I/O thread) when the message could not
