@@ -1,25 +1,38 @@
-//! Runs rendered statements on the three drivers and decodes rows into [`FfiDbValue`]s.
+//! Runs rendered statements on the drivers and decodes rows into [`FfiDbValue`]s: SQLite
+//! synchronously ([`super::sqlite`]), PostgreSQL and MySQL/MariaDB through sqlx.
+
+use std::sync::Arc;
 
 use abi_stable::std_types::{RString, RVec};
 use db_schema::Dialect;
 use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use sqlx::pool::PoolConnection;
-use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
+use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, TypeInfo, ValueRef};
 
 use super::dialect::{Bind, INSERT, SELECT, TABLE_INFO, VERSION, local_to_epoch};
+use super::sqlite::SqliteDb;
 
 #[derive(Clone)]
 pub enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(Arc<SqliteDb>),
     Postgres(PgPool),
     Mysql(MySqlPool),
 }
 
-/// A connection held by an open transaction.
+/// A connection held by an open transaction (SQLite: the database the transaction owns).
 pub enum Conn {
-    Sqlite(PoolConnection<Sqlite>),
+    Sqlite(Arc<SqliteDb>),
     Postgres(PoolConnection<Postgres>),
     Mysql(PoolConnection<MySql>),
+}
+
+/// A driver failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("{0}")]
+    Sqlite(String),
 }
 
 /// Binds `binds` to a query of any of the three drivers.
@@ -61,17 +74,17 @@ macro_rules! run_on {
                 out.rows = RVec::new();
                 out.columns = RVec::new();
             }
-            Ok(out)
+            Ok::<FfiDbResult, sqlx::Error>(out)
         } else {
             let done = q.execute($exec).await?;
             let last_insert_id: i64 = $insert_id(&done);
-            Ok(FfiDbResult { affected: done.rows_affected(), last_insert_id, ..Default::default() })
+            Ok::<FfiDbResult, sqlx::Error>(FfiDbResult {
+                affected: done.rows_affected(),
+                last_insert_id,
+                ..Default::default()
+            })
         }
     }};
-}
-
-fn sqlite_id(r: &sqlx::sqlite::SqliteQueryResult) -> i64 {
-    r.last_insert_rowid()
 }
 
 fn mysql_id(r: &sqlx::mysql::MySqlQueryResult) -> i64 {
@@ -80,25 +93,6 @@ fn mysql_id(r: &sqlx::mysql::MySqlQueryResult) -> i64 {
 
 fn pg_id(_: &sqlx::postgres::PgQueryResult) -> i64 {
     0
-}
-
-fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i)?;
-            if raw.is_null() {
-                return Ok(FfiDbValue::Null);
-            }
-            // SQLite DATETIME columns hold text; DbService converts them per table afterwards.
-            let stored = raw.type_info().name().to_ascii_uppercase();
-            Ok(match stored.as_str() {
-                "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => FfiDbValue::Int(row.try_get::<i64, _>(i)?),
-                "REAL" | "NUMERIC" => FfiDbValue::Double(row.try_get::<f64, _>(i)?),
-                "BLOB" => FfiDbValue::Blob(row.try_get::<Vec<u8>, _>(i)?.into()),
-                _ => FfiDbValue::Str(row.try_get::<String, _>(i)?.into()),
-            })
-        })
-        .collect()
 }
 
 fn pg_row(row: &sqlx::postgres::PgRow) -> Result<RVec<FfiDbValue>, sqlx::Error> {
@@ -162,38 +156,38 @@ impl Pool {
         }
     }
 
-    pub async fn run(&self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
+    /// Runs one statement. SQLite runs before the first `.await`, on the caller's thread.
+    pub async fn run(&self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, DbError> {
         let sql = sql.to_string();
-        match self {
-            Pool::Sqlite(p) => run_on!(p, sql, binds, kind, sqlite_row, sqlite_id),
-            Pool::Postgres(p) => run_on!(p, sql, binds, kind, pg_row, pg_id),
-            Pool::Mysql(p) => run_on!(p, sql, binds, kind, mysql_row, mysql_id),
-        }
+        Ok(match self {
+            Pool::Sqlite(db) => db.run(0, &sql, binds, kind).map_err(DbError::Sqlite)?,
+            Pool::Postgres(p) => run_on!(p, sql, binds, kind, pg_row, pg_id)?,
+            Pool::Mysql(p) => run_on!(p, sql, binds, kind, mysql_row, mysql_id)?,
+        })
     }
 
     /// Runs one DDL statement (no binds).
-    pub async fn execute_script(&self, sql: &str) -> Result<(), sqlx::Error> {
+    pub async fn execute_script(&self, sql: &str) -> Result<(), DbError> {
         let q = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()));
-        match self {
-            Pool::Sqlite(p) => q.execute(p).await.map(drop),
-            Pool::Postgres(p) => q.execute(p).await.map(drop),
-            Pool::Mysql(p) => q.execute(p).await.map(drop),
-        }
+        Ok(match self {
+            Pool::Sqlite(db) => db.execute_script(sql).map_err(DbError::Sqlite)?,
+            Pool::Postgres(p) => q.execute(p).await.map(drop)?,
+            Pool::Mysql(p) => q.execute(p).await.map(drop)?,
+        })
     }
 
     /// Takes a connection and starts a transaction on it, locking `tables` for writing:
     /// SQLite's `BEGIN IMMEDIATE` takes the database write lock; PostgreSQL locks each table
     /// EXCLUSIVE (reads still go on); MySQL/MariaDB does what Kamailio's db_mysql does
     /// (`SET autocommit=0` then `LOCK TABLES ... WRITE`).
-    pub async fn begin(&self, tables: &[&str]) -> Result<Conn, sqlx::Error> {
+    pub async fn begin(&self, tx: u64, tables: &[&str]) -> Result<Conn, DbError> {
         async fn exec<'c, E: sqlx::Executor<'c>>(e: E, sql: String) -> Result<(), sqlx::Error> {
             e.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await.map(drop)
         }
         match self {
-            Pool::Sqlite(p) => {
-                let mut c = p.acquire().await?;
-                exec(&mut *c, "BEGIN IMMEDIATE".into()).await?;
-                Ok(Conn::Sqlite(c))
+            Pool::Sqlite(db) => {
+                db.begin(tx).map_err(DbError::Sqlite)?;
+                Ok(Conn::Sqlite(db.clone()))
             }
             Pool::Postgres(p) => {
                 let mut c = p.acquire().await?;
@@ -227,28 +221,29 @@ impl Conn {
         }
     }
 
-    pub async fn run(&mut self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, sqlx::Error> {
+    /// Runs one statement inside transaction `tx`.
+    pub async fn run(&mut self, tx: u64, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, DbError> {
         let sql = sql.to_string();
-        match self {
-            Conn::Sqlite(c) => run_on!(&mut **c, sql, binds, kind, sqlite_row, sqlite_id),
-            Conn::Postgres(c) => run_on!(&mut **c, sql, binds, kind, pg_row, pg_id),
-            Conn::Mysql(c) => run_on!(&mut **c, sql, binds, kind, mysql_row, mysql_id),
-        }
+        Ok(match self {
+            Conn::Sqlite(db) => db.run(tx, &sql, binds, kind).map_err(DbError::Sqlite)?,
+            Conn::Postgres(c) => run_on!(&mut **c, sql, binds, kind, pg_row, pg_id)?,
+            Conn::Mysql(c) => run_on!(&mut **c, sql, binds, kind, mysql_row, mysql_id)?,
+        })
     }
 
-    pub async fn end(self, commit: bool) -> Result<(), sqlx::Error> {
+    pub async fn end(self, tx: u64, commit: bool) -> Result<(), DbError> {
         let verb = if commit { "COMMIT" } else { "ROLLBACK" };
         let q = |s: &str| sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()));
         match self {
-            Conn::Sqlite(mut c) => q(verb).execute(&mut *c).await.map(drop),
-            Conn::Postgres(mut c) => q(verb).execute(&mut *c).await.map(drop),
+            Conn::Sqlite(db) => db.end(tx, commit).map_err(DbError::Sqlite),
+            Conn::Postgres(mut c) => Ok(q(verb).execute(&mut *c).await.map(drop)?),
             Conn::Mysql(mut c) => {
                 let r = q(verb).execute(&mut *c).await.map(drop);
                 // Release the locks and restore autocommit even when the COMMIT failed, so the
                 // pooled connection is clean for its next user.
                 let _ = q("UNLOCK TABLES").execute(&mut *c).await;
                 let _ = q("SET autocommit=1").execute(&mut *c).await;
-                r
+                Ok(r?)
             }
         }
     }
@@ -257,7 +252,8 @@ impl Conn {
 impl Pool {
     pub async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
+            // Closed when the last handle drops (WAL checkpointed by SQLite itself).
+            Pool::Sqlite(_) => {}
             Pool::Postgres(p) => p.close().await,
             Pool::Mysql(p) => p.close().await,
         }

@@ -1,31 +1,34 @@
-//! The database service modules use through plugin-api: sqlx pools keyed by URL, statements
+//! The database service modules use through plugin-api: connections keyed by URL, statements
 //! rendered per dialect, transactions with table locks, and Kamailio's `version` table.
 //!
-//! sqlx is async and module code is not: module calls arrive on worker threads, which block on
-//! the host's runtime for the duration of the statement. A call from an I/O thread (inside the
-//! runtime) is refused instead of deadlocking it.
+//! Module code is synchronous. SQLite runs on the caller's thread (`sqlite.rs`). PostgreSQL and
+//! MySQL go through sqlx, which is async: the caller blocks on the host's runtime for the
+//! duration of the statement. A call from an I/O thread (inside the runtime) is refused instead
+//! of stalling or deadlocking it.
 //!
 //! SQLite (the embedded default) gets one connection per file, shared by every module that
 //! names it: SQLite serialises writers anyway, and one connection avoids `SQLITE_BUSY` between
-//! our own modules. It runs in WAL mode with a busy timeout, and the file is created if missing.
+//! our own modules. It runs in WAL mode with synchronous NORMAL and a busy timeout unless the
+//! URL says otherwise (`?journal_mode=...&synchronous=...`), and the file is created if missing.
 
 pub mod dialect;
 mod exec;
+mod sqlite;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use db_schema::Dialect;
-use plugin_api::ffi::{FfiDbOp, FfiDbResult, FfiDbValue};
+use plugin_api::ffi::{FfiDbOp, FfiDbResult};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use exec::{Conn, Pool};
+use sqlite::{SqliteDb, SqliteOptions};
 
 /// Pools and open transactions.
 pub struct DbService {
@@ -35,15 +38,12 @@ pub struct DbService {
     pools: Mutex<Vec<(String, Pool)>>,
     txs: Mutex<HashMap<u64, Conn>>,
     next_tx: AtomicU64,
-    /// SQLite only: the DATETIME columns of each table, read once with `PRAGMA table_info`
-    /// (SQLite stores them as text and sqlx cannot see a column's declared type on a row).
-    sqlite_datetimes: Mutex<HashMap<(u32, String), Vec<String>>>,
 }
 
 /// Where a URL points, once relative SQLite paths are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Sqlite(PathBuf),
+    Sqlite(PathBuf, SqliteOptions),
     SqliteMemory,
     Postgres(String),
     Mysql(String),
@@ -60,12 +60,13 @@ impl Target {
                 if path == ":memory:" || path.is_empty() && rest == ":memory:" {
                     return Ok(Target::SqliteMemory);
                 }
-                let path = path.split('?').next().unwrap_or(path);
+                let (path, query) = path.split_once('?').unwrap_or((path, ""));
                 if path.is_empty() {
                     return Err(format!("database URL `{url}` names no file"));
                 }
+                let options = SqliteOptions::from_query(query).map_err(|e| format!("database URL `{url}`: {e}"))?;
                 let p = Path::new(path);
-                Ok(Target::Sqlite(if p.is_absolute() { p.to_path_buf() } else { config_dir.join(p) }))
+                Ok(Target::Sqlite(if p.is_absolute() { p.to_path_buf() } else { config_dir.join(p) }, options))
             }
             Some(Dialect::Postgres) => Ok(Target::Postgres(url.to_string())),
             Some(Dialect::Mysql) => Ok(Target::Mysql(url.to_string())),
@@ -75,7 +76,7 @@ impl Target {
 
     fn key(&self) -> String {
         match self {
-            Target::Sqlite(p) => format!("sqlite:{}", p.canonicalize().unwrap_or_else(|_| p.clone()).display()),
+            Target::Sqlite(p, _) => format!("sqlite:{}", p.canonicalize().unwrap_or_else(|_| p.clone()).display()),
             Target::SqliteMemory => "sqlite::memory:".into(),
             Target::Postgres(u) | Target::Mysql(u) => u.clone(),
         }
@@ -105,44 +106,32 @@ impl DbService {
             pools: Mutex::new(Vec::new()),
             txs: Mutex::new(HashMap::new()),
             next_tx: AtomicU64::new(1),
-            sqlite_datetimes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Blocks on `fut`, refusing to do so on a runtime thread (it would stall the I/O).
-    fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, String> {
+    /// Refuses database work on a runtime thread (it would stall the I/O).
+    fn check_thread() -> Result<(), String> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err("database calls must be made on worker threads (init, child_init, routes, timers, RPC handlers), not on I/O threads".into());
         }
+        Ok(())
+    }
+
+    /// Blocks on `fut`, refusing to do so on a runtime thread.
+    fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, String> {
+        Self::check_thread()?;
         Ok(self.runtime.block_on(fut))
     }
 
-    async fn connect(target: &Target, max: u32) -> Result<Pool, sqlx::Error> {
+    async fn connect(target: &Target, max: u32) -> Result<Pool, exec::DbError> {
         let timeout = Duration::from_secs(10);
         Ok(match target {
-            Target::Sqlite(path) => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5));
-                Pool::Sqlite(
-                    SqlitePoolOptions::new().max_connections(1).acquire_timeout(timeout).connect_with(opts).await?,
-                )
+            Target::Sqlite(path, options) => {
+                Pool::Sqlite(Arc::new(SqliteDb::open(Some(path), options).map_err(exec::DbError::Sqlite)?))
             }
+            // One connection, kept: each in-memory connection is a database of its own.
             Target::SqliteMemory => {
-                let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
-                // One connection, kept: each in-memory connection is a database of its own.
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .min_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                        .connect_with(opts)
-                        .await?,
-                )
+                Pool::Sqlite(Arc::new(SqliteDb::open(None, &SqliteOptions::default()).map_err(exec::DbError::Sqlite)?))
             }
             Target::Postgres(url) => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -185,18 +174,28 @@ impl DbService {
         if op.kind == dialect::ENSURE_TABLE {
             return self.ensure_table(db, op.table.as_str());
         }
-        let mut result = self.exec_raw(db, tx, op)?;
-        if op.kind == dialect::SELECT && !result.rows.is_empty() && self.pool(db)?.dialect() == Dialect::Sqlite {
-            self.sqlite_datetimes_to_epoch(db, tx, op.table.as_str(), &mut result)?;
-        }
-        Ok(result)
+        self.exec_raw(db, tx, op)
     }
 
     fn exec_raw(&self, db: u32, tx: u64, op: &FfiDbOp) -> Result<FfiDbResult, String> {
         if tx == 0 {
             let pool = self.pool(db)?;
             let (sql, binds) = dialect::render(pool.dialect(), op)?;
+            if let Pool::Sqlite(sqlite) = &pool {
+                // No runtime in the way: this is the hot path of write-through modules.
+                Self::check_thread()?;
+                return sqlite.run(0, &sql, binds, op.kind);
+            }
             return self.block_on(pool.run(&sql, binds, op.kind))?.map_err(|e| format!("{e} (in: {sql})"));
+        }
+        let sqlite = match self.txs.lock().unwrap_or_else(|e| e.into_inner()).get(&tx) {
+            Some(Conn::Sqlite(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(sqlite) = sqlite {
+            Self::check_thread()?;
+            let (sql, binds) = dialect::render(Dialect::Sqlite, op)?;
+            return sqlite.run(tx, &sql, binds, op.kind);
         }
         // Take the connection out while the statement runs, so no lock is held across it.
         let mut conn = self
@@ -206,7 +205,7 @@ impl DbService {
             .remove(&tx)
             .ok_or_else(|| format!("no open transaction {tx}"))?;
         let result = dialect::render(conn.dialect(), op).and_then(|(sql, binds)| {
-            self.block_on(conn.run(&sql, binds, op.kind))?.map_err(|e| format!("{e} (in: {sql})"))
+            self.block_on(conn.run(tx, &sql, binds, op.kind))?.map_err(|e| format!("{e} (in: {sql})"))
         });
         self.txs.lock().unwrap_or_else(|e| e.into_inner()).insert(tx, conn);
         result
@@ -235,54 +234,6 @@ impl DbService {
         Ok(FfiDbResult { last_insert_id: 1, ..Default::default() })
     }
 
-    /// Turns the text of SQLite DATETIME columns into epoch seconds, as the other drivers do.
-    fn sqlite_datetimes_to_epoch(&self, db: u32, tx: u64, table: &str, result: &mut FfiDbResult) -> Result<(), String> {
-        let key = (db, table.to_string());
-        let cached = self.sqlite_datetimes.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        let columns = match cached {
-            Some(c) => c,
-            None => {
-                let info = FfiDbOp::new(dialect::TABLE_INFO, table);
-                let rows = self.exec_raw(db, tx, &info)?;
-                let name_at = rows.columns.iter().position(|c| c.as_str() == "name");
-                let type_at = rows.columns.iter().position(|c| c.as_str() == "type");
-                let c: Vec<String> = match (name_at, type_at) {
-                    (Some(n), Some(t)) => rows
-                        .rows
-                        .iter()
-                        .filter_map(|r| match (&r[n], &r[t]) {
-                            (FfiDbValue::Str(name), FfiDbValue::Str(ty)) => {
-                                let ty = ty.to_ascii_uppercase();
-                                (ty.contains("DATE") || ty.contains("TIME")).then(|| name.to_string())
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                self.sqlite_datetimes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, c.clone());
-                c
-            }
-        };
-        let positions: Vec<usize> = result
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| columns.iter().any(|d| d.eq_ignore_ascii_case(c.as_str())))
-            .map(|(i, _)| i)
-            .collect();
-        for row in result.rows.iter_mut() {
-            for &i in &positions {
-                if let Some(FfiDbValue::Str(text)) = row.get(i)
-                    && let Some(epoch) = dialect::parse_datetime_text(text.as_str())
-                {
-                    row[i] = FfiDbValue::DateTime(epoch);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Starts a transaction, write-locking `lock_tables` where the database has table locks.
     pub fn begin(&self, db: u32, lock_tables: &[&str]) -> Result<u64, String> {
         for t in lock_tables {
@@ -291,8 +242,9 @@ impl DbService {
             }
         }
         let pool = self.pool(db)?;
-        let conn = self.block_on(pool.begin(lock_tables))?.map_err(|e| format!("cannot start a transaction: {e}"))?;
         let id = self.next_tx.fetch_add(1, Ordering::Relaxed);
+        let conn =
+            self.block_on(pool.begin(id, lock_tables))?.map_err(|e| format!("cannot start a transaction: {e}"))?;
         self.txs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, conn);
         Ok(id)
     }
@@ -305,7 +257,7 @@ impl DbService {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&tx)
             .ok_or_else(|| format!("no open transaction {tx}"))?;
-        self.block_on(conn.end(commit))?.map_err(|e| format!("cannot end the transaction: {e}"))
+        self.block_on(conn.end(tx, commit))?.map_err(|e| format!("cannot end the transaction: {e}"))
     }
 
     /// Closes every pool (at shutdown, after modules flushed their state).
@@ -433,9 +385,17 @@ mod tests {
         let dir = Path::new("/etc/puahost");
         assert_eq!(
             Target::parse("sqlite://pua.sqlite", dir).unwrap(),
-            Target::Sqlite("/etc/puahost/pua.sqlite".into())
+            Target::Sqlite("/etc/puahost/pua.sqlite".into(), SqliteOptions::default())
         );
-        assert_eq!(Target::parse("sqlite:///var/lib/p.db", dir).unwrap(), Target::Sqlite("/var/lib/p.db".into()));
+        assert_eq!(
+            Target::parse("sqlite:///var/lib/p.db", dir).unwrap(),
+            Target::Sqlite("/var/lib/p.db".into(), SqliteOptions::default())
+        );
+        assert!(matches!(
+            Target::parse("sqlite:///var/lib/p.db?synchronous=full", dir).unwrap(),
+            Target::Sqlite(_, SqliteOptions { ref synchronous, .. }) if synchronous == "full"
+        ));
+        assert!(Target::parse("sqlite:///var/lib/p.db?sync=full", dir).is_err());
         assert_eq!(Target::parse("sqlite::memory:", dir).unwrap(), Target::SqliteMemory);
         assert!(matches!(Target::parse("postgres://u@h/db", dir).unwrap(), Target::Postgres(_)));
         assert!(Target::parse("oracle://x", dir).is_err());
@@ -447,6 +407,7 @@ mod tests {
 mod sqlite_tests {
     use super::*;
     use abi_stable::std_types::RString;
+    use plugin_api::ffi::FfiDbValue;
 
     fn op(kind: u8, table: &str, cols: &[&str], values: Vec<FfiDbValue>) -> FfiDbOp {
         FfiDbOp {
