@@ -190,7 +190,6 @@ impl Server {
         }
         let now = now();
         let shown_expires = |e: u32| if e == 0 { 0 } else { e.saturating_sub(self.cfg.expires_offset) };
-        let mut st = self.state();
         let Some(etag) = if_match else {
             let etag = self.etags.make(None);
             let p = Publication {
@@ -205,19 +204,22 @@ impl Server {
                 // A new publication that expires at once: nothing to keep.
                 return Ok((Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag), None));
             }
+            // The database write outside the state lock, so writes of several receivers can
+            // share a commit (group commit in the host). No other request can refer to this
+            // publication before our reply: its ETag is new.
             self.store_publication(&pres_uri, &pkg.name, None, &p);
-            st.presentities.insert(&pres_uri, &pkg.name, p);
-            drop(st);
+            self.state().presentities.insert(&pres_uri, &pkg.name, p);
             let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", etag);
             return Ok((a, Some((pres_uri, pkg, None))));
         };
+        let mut st = self.state();
         let Some(old) = st.presentities.find(&pres_uri, &pkg.name, etag).cloned() else {
             return Err(Answer::new(412, "Conditional request failed"));
         };
         if expires == 0 {
             st.presentities.remove(&pres_uri, &pkg.name, etag);
-            self.delete_publication(&pres_uri, &pkg.name, etag);
             drop(st);
+            self.delete_publication(&pres_uri, &pkg.name, etag);
             let a = Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag);
             return Ok((a, Some((pres_uri, pkg, Some(old)))));
         }
@@ -230,11 +232,22 @@ impl Server {
             sender: sender.to_string(),
             priority: old.priority,
         };
-        self.store_publication(&pres_uri, &pkg.name, Some(etag), &p);
+        // The database write after the lock: the old ETag is gone from memory now, so a request
+        // naming it gets 412 whether or not the write has finished, and the new one is known
+        // only from our reply, sent after the write.
+        let stored = self.stores_publications().then(|| p.clone());
         st.presentities.replace(&pres_uri, &pkg.name, etag, p);
         drop(st);
+        if let Some(p) = stored {
+            self.store_publication(&pres_uri, &pkg.name, Some(etag), &p);
+        }
         let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", new_etag);
         Ok((a, Some((pres_uri, pkg, None))))
+    }
+
+    /// Whether publications are written to the database as they change (publ_cache 0 and 1).
+    fn stores_publications(&self) -> bool {
+        self.storage.is_some() && self.cfg.publ_cache != 2
     }
 
     fn store_publication(&self, pres_uri: &str, event: &str, old_etag: Option<&str>, p: &Publication) {
