@@ -264,7 +264,9 @@ impl SipCore {
     pub(crate) fn local_final(self: &Arc<Self>, tx: TxId, code: u16, reason: &'static str) {
         let owner = self.owners.lock().unwrap_or_else(|e| e.into_inner()).remove(&tx);
         match owner {
-            Some(Owner::Uac { module, callback }) => self.deliver(module, callback, code, reason, None),
+            Some(Owner::Uac { module, callback }) => {
+                self.deliver(module, callback, code, reason, None, Dispatch::Worker)
+            }
             Some(Owner::Proxy { server }) => {
                 super::proxy::reply_upstream(self, server, code, reason);
             }
@@ -272,7 +274,9 @@ impl SipCore {
         }
     }
 
-    /// Queues a module's reply callback on a worker (never run inside the caller).
+    /// Runs a module's reply callback: on a worker, or right here on a UDP receiver that read
+    /// the reply (`Dispatch::Inline`; it holds no lock then). Never inside the module's own
+    /// call that sent the request.
     pub(crate) fn deliver(
         &self,
         module: String,
@@ -280,8 +284,9 @@ impl SipCore {
         code: u16,
         reason: &'static str,
         msg: Option<SipMsg>,
+        dispatch: Dispatch,
     ) {
-        self.workers.submit(Box::new(move || {
+        let run = move || {
             let reason_text: String;
             let (ffi_msg, reason) = match &msg {
                 Some(m) => {
@@ -297,7 +302,11 @@ impl SipCore {
                 tracing::error!(%module, "reply callback failed: {}", e.message);
                 crate::services::plugin_error();
             }
-        }));
+        };
+        match dispatch {
+            Dispatch::Inline => run(),
+            Dispatch::Worker => self.workers.submit(Box::new(run)),
+        }
     }
 
     fn on_request(self: &Arc<Self>, msg: SipMsg, src: Source, dispatch: Dispatch) {
@@ -368,13 +377,13 @@ impl SipCore {
         }));
     }
 
-    fn on_response(self: &Arc<Self>, msg: SipMsg) {
+    fn on_response(self: &Arc<Self>, msg: SipMsg, dispatch: Dispatch) {
         let view = msg.view();
         let now = Instant::now();
-        self.with_layer(|l| l.receive_response(now, &view), |event| self.on_response_event(event, &msg));
+        self.with_layer(|l| l.receive_response(now, &view), |event| self.on_response_event(event, &msg, dispatch));
     }
 
-    fn on_response_event(self: &Arc<Self>, event: ResponseEvent, msg: &SipMsg) {
+    fn on_response_event(self: &Arc<Self>, event: ResponseEvent, msg: &SipMsg, dispatch: Dispatch) {
         let view = msg.view();
         match event {
             ResponseEvent::Provisional(tx) | ResponseEvent::Additional2xx(tx) => {
@@ -400,6 +409,7 @@ impl SipCore {
                             0,
                             "",
                             Some(SipMsg { buf: msg.buf.clone(), parsed: msg.parsed.clone() }),
+                            dispatch,
                         );
                     }
                     Some(Owner::Proxy { server }) => {
@@ -517,6 +527,6 @@ impl SipCore {
             }
         };
         let msg = SipMsg { buf: bytes, parsed };
-        if msg.view().is_request() { self.on_request(msg, src, dispatch) } else { self.on_response(msg) }
+        if msg.view().is_request() { self.on_request(msg, src, dispatch) } else { self.on_response(msg, dispatch) }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use plugin_api::ffi::{FfiReplyCallback, FfiRequest, FfiSentRequest};
 use sip_message::{Body, Method, RequestSpec, SipUri, write_request};
 
-use super::core::{Owner, SipCore};
+use super::core::{Dispatch, Owner, SipCore};
 use super::proxy::{resolve, send_client, unique_token};
 
 /// Splits Kamailio-style raw header text (`Name: value\r\n...`) into pairs.
@@ -80,12 +80,12 @@ pub fn send_request(
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(%module, next_hop = %next_hop, "request not sent: {e}");
-                core.deliver(module, callback, 478, "Unresolvable destination", None);
+                core.deliver(module, callback, 478, "Unresolvable destination", None, Dispatch::Worker);
                 return;
             }
         };
         let Some(listener) = core.transports().and_then(|t| t.listener_for(dest.proto, &dest.addr)).cloned() else {
-            core.deliver(module, callback, 503, "Service Unavailable", None);
+            core.deliver(module, callback, 503, "Service Unavailable", None, Dispatch::Worker);
             return;
         };
         let sent_by = format!("{}:{}", listener.advertised.0, listener.advertised.1);
@@ -116,13 +116,13 @@ pub fn send_request(
         let mut out = Vec::with_capacity(512 + req.body.len());
         if let Err(e) = write_request(&mut out, &spec) {
             tracing::warn!(%module, "cannot build the request: {e}");
-            core.deliver(module, callback, 503, "Service Unavailable", None);
+            core.deliver(module, callback, 503, "Service Unavailable", None, Dispatch::Worker);
             return;
         }
         if let Err(Owner::Uac { module, callback }) =
             send_client(&core, out.into(), dest, Owner::Uac { module, callback })
         {
-            core.deliver(module, callback, 503, "Service Unavailable", None);
+            core.deliver(module, callback, 503, "Service Unavailable", None, Dispatch::Worker);
         }
     });
     Ok(sent)
