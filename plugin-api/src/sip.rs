@@ -168,6 +168,14 @@ impl<'a> RequestContext<'a> {
         if f(self.ctx, uri.into()) { Ok(()) } else { Err(Error::new(format!("`{uri}` is not a SIP URI"))) }
     }
 
+    /// Sets the destination URI (Kamailio's `$du`): the relay sends the request to it instead
+    /// of the Request-URI or Route (a phone behind NAT, reached at its received address).
+    pub fn set_dst_uri(&self, uri: &str) -> Result<(), Error> {
+        let host = self.host()?;
+        let f = host.vtable().sip_set_dst_uri().ok_or_else(|| Error::new("this host cannot set a destination URI"))?;
+        if f(self.ctx, uri.into()) { Ok(()) } else { Err(Error::new(format!("`{uri}` is not a SIP URI"))) }
+    }
+
     /// The local socket the request arrived on, as Kamailio writes it (`udp:127.0.0.1:5060`);
     /// `None` when the host does not offer it.
     pub fn received_socket(&self) -> Option<String> {

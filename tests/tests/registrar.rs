@@ -281,6 +281,29 @@ fn lookup_relays_to_the_registered_contact() {
     assert_eq!(status(&r), 404, "{r}");
 }
 
+/// A phone behind NAT registers a Contact with its private address; lookup() sends the
+/// MESSAGE to the address the REGISTER came from (the destination URI), with the Request-URI
+/// still the registered Contact, as Kamailio does with received + $du.
+#[test]
+fn lookup_reaches_a_phone_behind_nat_at_its_received_address() {
+    let h = registrar("registrar-nat", "");
+    let mut phone = Client::udp(h.sip_addr());
+    // 192.0.2.0/24 is TEST-NET-1: nothing answers there, so only the received address works.
+    let contact = "sip:erin@192.0.2.10:5062".to_string();
+    let r = phone.transact(&register(&phone, &h, "erin", "reg-erin", 1, &[&format!("Contact: <{contact}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+
+    let mut sender = Client::udp(h.sip_addr());
+    let msg =
+        request(&sender, "MESSAGE", &format!("sip:erin@127.0.0.1:{}", h.sip), &["Content-Type: text/plain"], "hi");
+    sender.send(msg.as_bytes());
+    let got = phone.recv(Duration::from_secs(5)).expect("the MESSAGE reaches the phone at its source address");
+    assert!(got.starts_with(&format!("MESSAGE {contact} SIP/2.0")), "{got}");
+    phone.send(reply(&got, 200, "OK").as_bytes());
+    let r = sender.recv(Duration::from_secs(5)).expect("200 upstream");
+    assert_eq!(status(&r), 200, "{r}");
+}
+
 /// A phone registered over TCP is reached over its own connection: the relay finds the
 /// connection by the contact's address; the stored received address says transport=tcp when
 /// the contact names another address.

@@ -121,6 +121,7 @@ pub fn vtable() -> HostRef {
             sip_to_tag,
             sip_set_ruri,
             sip_received_socket,
+            sip_set_dst_uri,
         }
         .leak_into_prefix()
     })
@@ -343,6 +344,21 @@ extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
     match unsafe { request_ctx(ctx) } {
         Some(c) => {
             *c.new_ruri.borrow_mut() = Some(uri.to_string());
+            true
+        }
+        None => false,
+    }
+}
+
+extern "C" fn sip_set_dst_uri(ctx: *const c_void, uri: RStr<'_>) -> bool {
+    let uri = uri.as_str().trim();
+    if sip_message::SipUri::parse(uri).is_err() {
+        return false;
+    }
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) => {
+            *c.dst_uri.borrow_mut() = Some(uri.to_string());
             true
         }
         None => false,

@@ -66,6 +66,8 @@ pub struct RequestCtx {
     pub relayed: Cell<bool>,
     /// `rewriteuri()`.
     pub new_ruri: RefCell<Option<String>>,
+    /// Destination URI (`$du`): where the relay sends the request, whatever R-URI and Route say.
+    pub dst_uri: RefCell<Option<String>>,
     /// `record_route()`.
     pub record_route: Cell<bool>,
     /// The To-tag for replies to an out-of-dialog request: a hash of the dialog-identifying
@@ -95,6 +97,7 @@ impl RequestCtx {
             replied: Cell::new(false),
             relayed: Cell::new(false),
             new_ruri: RefCell::new(None),
+            dst_uri: RefCell::new(None),
             record_route: Cell::new(false),
             to_tag,
         }

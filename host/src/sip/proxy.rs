@@ -214,16 +214,22 @@ struct NextHop {
     pop_route: bool,
 }
 
-fn next_hop(core: &SipCore, view: &Message<'_>, ruri: &str) -> NextHop {
+/// The destination URI, when set, only changes where the request goes: our own Route is
+/// still popped, as Kamailio's loose routing does before `$du` is used.
+fn next_hop(core: &SipCore, view: &Message<'_>, ruri: &str, dst_uri: Option<&str>) -> NextHop {
     let mut routes = view.routes();
     let first = routes.next().and_then(Result::ok).map(|r| r.uri_str().to_string());
-    match first {
+    let hop = match first {
         Some(top) if core.is_myself(&top) => {
             let second = routes.next().and_then(Result::ok).map(|r| r.uri_str().to_string());
             NextHop { uri: second.unwrap_or_else(|| ruri.to_string()), pop_route: true }
         }
         Some(top) => NextHop { uri: top, pop_route: false },
         None => NextHop { uri: ruri.to_string(), pop_route: false },
+    };
+    match dst_uri {
+        Some(du) => NextHop { uri: du.to_string(), ..hop },
+        None => hop,
     }
 }
 
@@ -307,7 +313,7 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
     }
     let is_invite = view.method() == Some(Method::Invite);
     let ruri = ctx.ruri();
-    let hop = next_hop(core, &view, &ruri);
+    let hop = next_hop(core, &view, &ruri, ctx.dst_uri.borrow().as_deref());
     let new_ruri = ctx.new_ruri.borrow().clone();
     let record_route = ctx.record_route.get();
     let Some(server) = ctx.tx else {

@@ -345,4 +345,7 @@ pub struct HostVTable {
     /// The local socket the request of `ctx` arrived on, as Kamailio writes a socket
     /// (`udp:127.0.0.1:5060`); empty without a request. Added after the prefix.
     pub sip_received_socket: extern "C" fn(ctx: *const c_void) -> RString,
+    /// Sets the destination URI of the request being routed (Kamailio's `$du`): the relay sends
+    /// it there while the Request-URI stays as it is. False when `uri` is not a SIP URI.
+    pub sip_set_dst_uri: extern "C" fn(ctx: *const c_void, uri: RStr<'_>) -> bool,
 }

@@ -248,15 +248,18 @@ impl Registrar {
         for f in (0..32u32).filter(|f| best.cflags & (1 << f) != 0) {
             request.set_branch_flag(f);
         }
-        if !best.received.is_empty() || !best.path.is_empty() {
-            // Kamailio sets the destination URI to the received address (or the first Path
-            // hop); the host's relay has no destination URI yet, so the request goes to the
-            // contact itself.
-            tracing::debug!(
-                "registrar: lookup({table}): {aor} is behind {} {}; relaying to the contact",
-                best.received,
-                best.path
-            );
+        // As Kamailio: a contact behind NAT is reached at the address its REGISTER came from,
+        // a contact registered through proxies (Path) through the first of them.
+        let first_path = best.path.split(',').next().map(str::trim).filter(|p| !p.is_empty());
+        let dst = if !best.received.is_empty() {
+            Some(best.received.as_str().trim())
+        } else {
+            first_path.map(|p| p.trim_start_matches('<').split('>').next().unwrap_or(p))
+        };
+        if let Some(dst) = dst
+            && let Err(e) = call.request().set_dst_uri(dst)
+        {
+            tracing::warn!("registrar: lookup({table}): {aor}: destination {dst}: {e}");
         }
         Ok(1)
     }
