@@ -233,6 +233,28 @@ fn next_hop(core: &SipCore, view: &Message<'_>, ruri: &str, dst_uri: Option<&str
     }
 }
 
+/// A SIP URI whose host is an IP address, as a destination, without DNS (RFC 3263 §4.1-4.2:
+/// the transport param or UDP, the port or 5060); `None` for names, `sips:`, TLS, or a
+/// transport this host does not listen on (the full resolver then decides or explains).
+pub fn resolve_literal(core: &SipCore, uri: &str) -> Option<Dest> {
+    let u = SipUri::parse(uri).ok()?;
+    if u.scheme() == sip_message::uri::Scheme::Sips {
+        return None;
+    }
+    let ip: std::net::IpAddr = u.host()?.as_str().trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let proto = match u.transport() {
+        None => Proto::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Proto::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Proto::Tcp,
+        Some(_) => return None,
+    };
+    core.transports()?.listeners.iter().any(|l| l.proto == proto).then(|| Dest {
+        proto,
+        addr: std::net::SocketAddr::new(ip, u.port().unwrap_or(5060)),
+        conn: None,
+    })
+}
+
 /// Resolves a SIP URI to a destination we can send to (UDP or TCP).
 pub async fn resolve(core: &SipCore, uri: &str) -> Result<Dest, String> {
     let u = SipUri::parse(uri).map_err(|e| format!("bad next-hop URI `{uri}`: {e}"))?;

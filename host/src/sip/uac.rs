@@ -1,7 +1,8 @@
 //! Requests modules send (`Host::send_request`): PUBLISH, SUBSCRIBE, NOTIFY, MESSAGE, ...
 //!
-//! The Call-ID, From tag and CSeq are settled at once (the module stores them), the next hop is
-//! resolved on the runtime, and the final reply, a local 408 (no answer within 64*T1), a 503
+//! The Call-ID, From tag and CSeq are settled at once (the module stores them). A next hop that
+//! is an IP address (a NOTIFY to a phone's Contact, nearly always) is sent at once from the
+//! caller's thread; a name is resolved on the runtime first. The final reply, a local 408 (no answer within 64*T1), a 503
 //! (could not send) or a 478 (next hop unresolvable) reaches the module's callback exactly once,
 //! on a worker.
 
@@ -11,7 +12,8 @@ use plugin_api::ffi::{FfiReplyCallback, FfiRequest, FfiSentRequest};
 use sip_message::{Body, Method, RequestSpec, SipUri, write_request};
 
 use super::core::{Dispatch, Owner, SipCore};
-use super::proxy::{resolve, send_client, unique_token};
+use super::proxy::{resolve, resolve_literal, send_client, unique_token};
+use super::transport::Dest;
 
 /// Splits Kamailio-style raw header text (`Name: value\r\n...`) into pairs.
 fn header_pairs(raw: &str) -> Result<Vec<(&str, &str)>, String> {
@@ -74,6 +76,11 @@ pub fn send_request(
     } else {
         req.ruri.to_string()
     };
+    if let Some(dest) = resolve_literal(core, &next_hop) {
+        // No DNS to wait for: no hand-off to the runtime either.
+        send_to(core, module.to_string(), req, callback, dest, &call_id, &from_tag, cseq);
+        return Ok(sent);
+    }
     let (core, module, req) = (core.clone(), module.to_string(), req.clone());
     core.runtime.clone().spawn(async move {
         let dest = match resolve(&core, &next_hop).await {
@@ -84,6 +91,25 @@ pub fn send_request(
                 return;
             }
         };
+        send_to(&core, module, &req, callback, dest, &call_id, &from_tag, cseq);
+    });
+    Ok(sent)
+}
+
+/// Builds the request for `dest` and starts its client transaction; failures reach the
+/// callback on a worker.
+#[allow(clippy::too_many_arguments)]
+fn send_to(
+    core: &Arc<SipCore>,
+    module: String,
+    req: &FfiRequest,
+    callback: FfiReplyCallback,
+    dest: Dest,
+    call_id: &str,
+    from_tag: &str,
+    cseq: u32,
+) {
+    {
         let Some(listener) = core.transports().and_then(|t| t.listener_for(dest.proto, &dest.addr)).cloned() else {
             core.deliver(module, callback, 503, "Service Unavailable", None, Dispatch::Worker);
             return;
@@ -103,10 +129,10 @@ pub fn send_request(
             rport: dest.proto == super::transport::Proto::Udp,
             max_forwards: 70,
             from: req.from.as_str(),
-            from_tag: &from_tag,
+            from_tag,
             to: req.to.as_str(),
             to_tag: (!req.to_tag.is_empty()).then_some(req.to_tag.as_str()),
-            call_id: &call_id,
+            call_id,
             cseq,
             contact: (!req.contact.is_empty()).then_some(req.contact.as_str()),
             routes: &routes,
@@ -120,12 +146,11 @@ pub fn send_request(
             return;
         }
         if let Err(Owner::Uac { module, callback }) =
-            send_client(&core, out.into(), dest, Owner::Uac { module, callback })
+            send_client(core, out.into(), dest, Owner::Uac { module, callback })
         {
             core.deliver(module, callback, 503, "Service Unavailable", None, Dispatch::Worker);
         }
-    });
-    Ok(sent)
+    }
 }
 
 #[cfg(test)]
