@@ -84,8 +84,12 @@ load() {
 }
 
 echo "== 1. PUBLISH, memory mode, $rate/s then $high/s, ${secs} s each"
-read -r kpid kport < <(kamailio_server mem 2 'modparam("presence", "publ_cache", 2) modparam("presence", "subs_db_mode", 0)')
+# ctl gives kamcmd a socket to read Kamailio's shared memory (where its presentities live).
+read -r kpid kport < <(kamailio_server mem 2 "modparam(\"presence\", \"publ_cache\", 2) modparam(\"presence\", \"subs_db_mode\", 0) loadmodule \"ctl.so\" modparam(\"ctl\", \"binrpc\", \"unix:$dir/kam.ctl\")")
 read -r ppid pport _ < <(puahost_server mem "")
+pids+=("$kpid" "$ppid")   # started in process substitutions: their own pids+=() was lost
+shm_used() { kamcmd -s "unix:$dir/kam.ctl" core.shmmem 2>/dev/null | awk '$1=="used:" {print $2}'; }
+kshm0=$(shm_used)
 load "puahost    $rate/s" "$ppid" "$pport" presence_publish "$rate"
 load "Kamailio   $rate/s" "$kpid" "$kport" presence_publish "$rate"
 load "puahost    $high/s" "$ppid" "$pport" presence_publish "$high"
@@ -93,6 +97,8 @@ load "Kamailio   $high/s" "$kpid" "$kport" presence_publish "$high"
 heap=$(curl -s "http://127.0.0.1:$(awk -F'"' '/^http/ {print $2}' "$dir/mem.toml" | cut -d: -f2)/metrics" | awk '$1=="puahost_heap_allocated_bytes" {print $2}')
 n=$(( secs * (rate + high) ))
 python3 -c "print(f'   puahost heap after the runs: {$heap/2**20:.0f} MiB for about {$n} presentities ({$heap/$n:.0f} bytes each, whole process)')"
+kshm1=$(shm_used)
+[ -n "$kshm0" ] && [ -n "$kshm1" ] && python3 -c "d=$kshm1-$kshm0; print(f'   Kamailio shared memory used by the runs: {d/2**20:.0f} MiB for about {$n} presentities ({d/$n:.0f} bytes each)')"
 kill "$kpid" "$ppid"
 
 echo "== 2. PUBLISH with SQLite, $rate/s, ${secs} s"
@@ -100,6 +106,7 @@ read -r kpid kport < <(kamailio_server sql 1 '')
 read -r ppid pport _ < <(puahost_server sql "db_url = \"sqlite://$dir/puahost.sqlite?synchronous=full\"
 publ_cache = 1
 subs_db_mode = 1" 16)
+pids+=("$kpid" "$ppid")
 load "puahost    $rate/s" "$ppid" "$pport" presence_publish "$rate"
 load "Kamailio   $rate/s" "$kpid" "$kport" presence_publish "$rate"
 
@@ -107,3 +114,4 @@ sub=$(( rate / 4 ))
 echo "== 3. SUBSCRIBE + NOTIFY with SQLite, $sub/s, ${secs} s"
 load "puahost    $sub/s" "$ppid" "$pport" presence_subscribe "$sub"
 load "Kamailio   $sub/s" "$kpid" "$kport" presence_subscribe "$sub"
+kill "$kpid" "$ppid"
