@@ -241,6 +241,11 @@ impl<D: Clone> TransactionLayer<D> {
         if let Ok(entry) = table.find_entry(tx.hash, |&(_, i)| i == id) {
             entry.remove();
         }
+        // Give a burst's table back once it is three quarters empty (amortized: each shrink
+        // at least halves the capacity).
+        if table.capacity() > 4096 && table.len() * 4 < table.capacity() {
+            table.shrink_to(table.len() * 2, |&(h, _)| h);
+        }
         self.events.push_back(Event::Terminated(id));
     }
 
@@ -266,6 +271,9 @@ impl<D: Clone> TransactionLayer<D> {
         if self.completed.len() > 2 * self.completed_live + 64 {
             let txs = &self.txs;
             self.completed.retain(|&id| txs.get(id).is_some());
+            if self.completed.capacity() > 4 * self.completed.len() + 1024 {
+                self.completed.shrink_to(2 * self.completed.len());
+            }
         }
     }
 
