@@ -169,11 +169,12 @@ impl Pool {
     /// Runs one DDL statement (no binds).
     pub async fn execute_script(&self, sql: &str) -> Result<(), DbError> {
         let q = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()));
-        Ok(match self {
+        match self {
             Pool::Sqlite(db) => db.execute_script(sql).map_err(DbError::Sqlite)?,
             Pool::Postgres(p) => q.execute(p).await.map(drop)?,
             Pool::Mysql(p) => q.execute(p).await.map(drop)?,
-        })
+        }
+        Ok(())
     }
 
     /// Takes a connection and starts a transaction on it, locking `tables` for writing:

@@ -70,13 +70,13 @@ impl<T> Slab<T> {
         }
         self.removals_since_shrink = 0;
         let mut keep = len;
-        while keep > 0 && self.slots[keep - 1].value.is_none() {
+        while keep > 0 && self.slots.get(keep - 1).is_some_and(|s| s.value.is_none()) {
             keep -= 1;
         }
         if len - keep < len / 8 {
             return;
         }
-        let cut_max = self.slots[keep..].iter().map(|s| s.generation).max().unwrap_or(0);
+        let cut_max = self.slots.iter().skip(keep).map(|s| s.generation).max().unwrap_or(0);
         self.generation_floor = self.generation_floor.max(cut_max.wrapping_add(1));
         self.slots.truncate(keep);
         self.slots.shrink_to(keep * 2);
