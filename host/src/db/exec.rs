@@ -35,6 +35,17 @@ pub enum DbError {
     Sqlite(String),
 }
 
+/// An `INSERT ... RETURNING id` result as a plain insert's: the row count and the id, no rows.
+pub(super) fn take_returned_id(out: &mut FfiDbResult) {
+    out.affected = out.rows.len() as u64;
+    out.last_insert_id = match out.rows.first().and_then(|r| r.first()) {
+        Some(FfiDbValue::Int(id)) => *id,
+        _ => 0,
+    };
+    out.rows = RVec::new();
+    out.columns = RVec::new();
+}
+
 /// Binds `binds` to a query of any of the three drivers.
 macro_rules! bind_all {
     ($query:expr, $binds:expr) => {{
@@ -66,13 +77,7 @@ macro_rules! run_on {
             }
             out.rows = rows.iter().map($decode).collect::<Result<RVec<_>, sqlx::Error>>()?;
             if returning {
-                out.affected = out.rows.len() as u64;
-                out.last_insert_id = match out.rows.first().and_then(|r| r.first()) {
-                    Some(FfiDbValue::Int(id)) => *id,
-                    _ => 0,
-                };
-                out.rows = RVec::new();
-                out.columns = RVec::new();
+                take_returned_id(&mut out);
             }
             Ok::<FfiDbResult, sqlx::Error>(out)
         } else {

@@ -349,12 +349,7 @@ fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> ru
         out.rows.push(values);
     }
     if returning {
-        out.affected = out.rows.len() as u64;
-        out.last_insert_id = match out.rows.first().and_then(|r| r.first()) {
-            Some(FfiDbValue::Int(id)) => *id,
-            _ => 0,
-        };
-        out.rows = RVec::new();
+        super::exec::take_returned_id(&mut out);
     } else if !out.rows.is_empty() {
         out.columns = columns;
     }

@@ -335,7 +335,12 @@ extern "C" fn sip_to_tag(ctx: *const c_void) -> RString {
     }
 }
 
-extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
+/// Stores `uri` (when it is a SIP URI) in the URI cell `cell` picks from the request context.
+fn set_uri(
+    ctx: *const c_void,
+    uri: RStr<'_>,
+    cell: fn(&crate::sip::context::RequestCtx) -> &std::cell::RefCell<Option<String>>,
+) -> bool {
     let uri = uri.as_str().trim();
     if sip_message::SipUri::parse(uri).is_err() {
         return false;
@@ -343,26 +348,19 @@ extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
     // SAFETY: see `request_ctx`.
     match unsafe { request_ctx(ctx) } {
         Some(c) => {
-            *c.new_ruri.borrow_mut() = Some(uri.to_string());
+            *cell(c).borrow_mut() = Some(uri.to_string());
             true
         }
         None => false,
     }
 }
 
+extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
+    set_uri(ctx, uri, |c| &c.new_ruri)
+}
+
 extern "C" fn sip_set_dst_uri(ctx: *const c_void, uri: RStr<'_>) -> bool {
-    let uri = uri.as_str().trim();
-    if sip_message::SipUri::parse(uri).is_err() {
-        return false;
-    }
-    // SAFETY: see `request_ctx`.
-    match unsafe { request_ctx(ctx) } {
-        Some(c) => {
-            *c.dst_uri.borrow_mut() = Some(uri.to_string());
-            true
-        }
-        None => false,
-    }
+    set_uri(ctx, uri, |c| &c.dst_uri)
 }
 
 extern "C" fn sip_received_socket(ctx: *const c_void) -> RString {
