@@ -310,6 +310,54 @@ database_tests! {
 
 /// Publications and watchers survive a SIGTERM restart (Kamailio's tables on `db`); NOTIFY
 /// CSeq keeps increasing.
+/// Write-through with group commit: PUBLISHes from many publishers at once share commits, and
+/// every one that got its 200 is on disk, even when the host is then killed with SIGKILL.
+#[test]
+fn acknowledged_publications_survive_a_crash() {
+    let config = r#"loadmodule = ["presence", "presence_xml"]
+[core]
+children = 2
+udp_workers = 8
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.presence]
+db_url = "sqlite://presence.sqlite?synchronous=full"
+[modparam.presence_xml]
+force_active = 1
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+"#;
+    let mut h = Host::start("presence-crash", config);
+    let sip = h.sip_addr();
+    let port = h.sip;
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut c = Client::udp(sip);
+                let mut acknowledged = 0;
+                for i in 0..40 {
+                    let user = format!("crash-{p}-{i}");
+                    let ruri = format!("sip:{user}@127.0.0.1:{port}");
+                    let body = pidf(&format!("sip:{user}@127.0.0.1"), "t", "open", "on disk");
+                    let headers = ["Event: presence", "Expires: 3600", "Content-Type: application/pidf+xml"];
+                    let r = c.transact(&request(&c, "PUBLISH", &ruri, &headers, &body));
+                    assert_eq!(status(&r), 200, "{r}");
+                    acknowledged += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let acknowledged: usize = publishers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(acknowledged, 320);
+    h.kill();
+    h.restart();
+    assert_eq!(publications(&h), 320, "every acknowledged PUBLISH came back from the database");
+}
+
 fn restart_keeps_state(db: &e2e::dbs::Database) {
     let mut h = server_on(&format!("presence-restart-{}", db.kind), &db.url, "force_active = 1");
     let mut watcher = Client::udp(h.sip_addr());
