@@ -321,8 +321,8 @@ fn forward_edits(
     Some(edits)
 }
 
-/// Relays the request of `ctx` (after its route ran). Called on a worker; the work continues
-/// on the runtime (DNS, sending).
+/// Relays the request of `ctx` (after its route ran). A next hop that is an IP address is
+/// forwarded at once on this thread; a name is resolved on the runtime first.
 pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
     let view = ctx.msg.view();
     if matches!(view.max_forwards(), Ok(Some(0))) {
@@ -347,15 +347,19 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
             view.top_via().ok().and_then(|v| v.branch()).unwrap_or("").hash(&mut h);
             format!("z9hG4bK{:016x}a", h.finish())
         };
+        let forward_ack = move |core: &Arc<SipCore>, msg: &SipMsg, hop: &NextHop, dest: Dest| {
+            if let Some(edits) = forward_edits(core, &msg.view(), hop, new_ruri.as_deref(), false, &dest, &branch) {
+                core.send(&dest, edits.apply(&msg.buf).into(), None);
+            }
+        };
+        if let Some(dest) = resolve_literal(core, &hop.uri) {
+            forward_ack(core, &ctx.msg, &hop, dest);
+            return;
+        }
         let (core, msg) = (core.clone(), ctx.msg);
         core.runtime.clone().spawn(async move {
-            let view = msg.view();
             match resolve(&core, &hop.uri).await {
-                Ok(dest) => {
-                    if let Some(edits) = forward_edits(&core, &view, &hop, new_ruri.as_deref(), false, &dest, &branch) {
-                        core.send(&dest, edits.apply(&msg.buf).into(), None);
-                    }
-                }
+                Ok(dest) => forward_ack(&core, &msg, &hop, dest),
                 Err(e) => tracing::info!("ACK not forwarded: {e}"),
             }
         });
@@ -373,30 +377,35 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
             to_tag: ctx.to_tag.clone(),
         },
     );
-    let (core, msg) = (core.clone(), ctx.msg);
-    core.runtime.clone().spawn(async move {
-        let view = msg.view();
-        let dest = match resolve(&core, &hop.uri).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::info!(next_hop = %hop.uri, "relay failed: {e}");
-                reply_upstream(&core, server, 478, "Unresolvable destination");
-                return;
-            }
-        };
+    let forward = move |core: &Arc<SipCore>, msg: &SipMsg, hop: &NextHop, dest: Dest| {
         let branch = format!("z9hG4bK{}", unique_token());
-        let Some(edits) = forward_edits(&core, &view, &hop, new_ruri.as_deref(), record_route, &dest, &branch) else {
-            reply_upstream(&core, server, 500, "Server Internal Error");
+        let Some(edits) = forward_edits(core, &msg.view(), hop, new_ruri.as_deref(), record_route, &dest, &branch)
+        else {
+            reply_upstream(core, server, 500, "Server Internal Error");
             return;
         };
         let bytes: Bytes = edits.apply(&msg.buf).into();
-        match send_client(&core, bytes, dest.clone(), Owner::Proxy { server }) {
+        match send_client(core, bytes, dest.clone(), Owner::Proxy { server }) {
             Ok(client) => {
                 if let Some(s) = core.relayed.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&server) {
                     s.client = Some((client, dest));
                 }
             }
-            Err(_) => reply_upstream(&core, server, 500, "Server Internal Error"),
+            Err(_) => reply_upstream(core, server, 500, "Server Internal Error"),
+        }
+    };
+    if let Some(dest) = resolve_literal(core, &hop.uri) {
+        forward(core, &ctx.msg, &hop, dest);
+        return;
+    }
+    let (core, msg) = (core.clone(), ctx.msg);
+    core.runtime.clone().spawn(async move {
+        match resolve(&core, &hop.uri).await {
+            Ok(dest) => forward(&core, &msg, &hop, dest),
+            Err(e) => {
+                tracing::info!(next_hop = %hop.uri, "relay failed: {e}");
+                reply_upstream(&core, server, 478, "Unresolvable destination");
+            }
         }
     });
 }
