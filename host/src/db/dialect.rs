@@ -29,8 +29,11 @@ pub const UPSERT: u8 = 4;
 pub const VERSION: u8 = 5;
 /// Create the table from the catalog when it has no version row (handled by the service).
 pub const ENSURE_TABLE: u8 = 6;
-/// Host-internal: SQLite's `PRAGMA table_info`, to find DATETIME columns.
-pub const TABLE_INFO: u8 = 200;
+
+/// Whether a rendered statement of `kind` returns rows: reads, and inserts that return their id.
+pub fn returns_rows(kind: u8, sql: &str) -> bool {
+    kind == SELECT || kind == VERSION || (kind == INSERT && sql.contains(" RETURNING "))
+}
 
 const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -267,9 +270,6 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
                 .ident("table_name")?
                 .push(" = ");
             q.value(&FfiDbValue::Str(check_ident(table)?.into()));
-        }
-        TABLE_INFO if dialect == Dialect::Sqlite => {
-            q.push("PRAGMA table_info(").ident(table)?.push(")");
         }
         other => return Err(format!("unknown statement kind {other}")),
     }

@@ -9,7 +9,7 @@ use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use sqlx::pool::PoolConnection;
 use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, TypeInfo, ValueRef};
 
-use super::dialect::{Bind, INSERT, SELECT, TABLE_INFO, VERSION, local_to_epoch};
+use super::dialect::{Bind, INSERT, local_to_epoch, returns_rows};
 use super::sqlite::SqliteDb;
 
 #[derive(Clone)]
@@ -68,8 +68,9 @@ macro_rules! bind_all {
 macro_rules! run_on {
     ($exec:expr, $sql:expr, $binds:expr, $kind:expr, $decode:path, $insert_id:expr) => {{
         let returning = $kind == INSERT && $sql.contains(" RETURNING ");
+        let rows_back = returns_rows($kind, &$sql);
         let q = bind_all!(sqlx::query(sqlx::AssertSqlSafe($sql)), $binds);
-        if $kind == SELECT || $kind == VERSION || $kind == TABLE_INFO || returning {
+        if rows_back {
             let rows = q.fetch_all($exec).await?;
             let mut out = FfiDbResult::default();
             if let Some(first) = rows.first() {

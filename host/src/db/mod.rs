@@ -180,12 +180,10 @@ impl DbService {
     fn exec_raw(&self, db: u32, tx: u64, op: &FfiDbOp) -> Result<FfiDbResult, String> {
         if tx == 0 {
             let pool = self.pool(db)?;
-            let (sql, binds) = dialect::render(pool.dialect(), op)?;
             if let Pool::Sqlite(sqlite) = &pool {
-                // No runtime in the way: this is the hot path of write-through modules.
-                Self::check_thread()?;
-                return sqlite.run(0, &sql, binds, op.kind);
+                return Self::run_sqlite(sqlite, 0, op);
             }
+            let (sql, binds) = dialect::render(pool.dialect(), op)?;
             return self.block_on(pool.run(&sql, binds, op.kind))?.map_err(|e| format!("{e} (in: {sql})"));
         }
         let sqlite = match self.txs.lock().unwrap_or_else(|e| e.into_inner()).get(&tx) {
@@ -193,9 +191,7 @@ impl DbService {
             _ => None,
         };
         if let Some(sqlite) = sqlite {
-            Self::check_thread()?;
-            let (sql, binds) = dialect::render(Dialect::Sqlite, op)?;
-            return sqlite.run(tx, &sql, binds, op.kind);
+            return Self::run_sqlite(&sqlite, tx, op);
         }
         // Take the connection out while the statement runs, so no lock is held across it.
         let mut conn = self
@@ -209,6 +205,14 @@ impl DbService {
         });
         self.txs.lock().unwrap_or_else(|e| e.into_inner()).insert(tx, conn);
         result
+    }
+
+    /// SQLite straight on this thread, no runtime in the way: the hot path of write-through
+    /// modules. (`Pool::run`/`Conn::run` would get the same result through `block_on`.)
+    fn run_sqlite(sqlite: &SqliteDb, tx: u64, op: &FfiDbOp) -> Result<FfiDbResult, String> {
+        Self::check_thread()?;
+        let (sql, binds) = dialect::render(Dialect::Sqlite, op)?;
+        sqlite.run(tx, &sql, binds, op.kind)
     }
 
     /// Creates `table` from the catalog when it has no version row (and the `version` table

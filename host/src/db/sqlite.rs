@@ -28,7 +28,7 @@ use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::dialect::{Bind, INSERT, SELECT, TABLE_INFO, VERSION, parse_datetime_text};
+use super::dialect::{Bind, INSERT, parse_datetime_text, returns_rows};
 
 /// How long a statement waits for another caller's transaction to end.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
@@ -285,7 +285,7 @@ impl SqliteDb {
 
 /// Statements that only read: they need no commit and are never queued.
 fn is_read(kind: u8, sql: &str) -> bool {
-    (kind == SELECT || kind == VERSION || kind == TABLE_INFO) && !sql.contains(" RETURNING ")
+    returns_rows(kind, sql) && !(kind == INSERT && sql.contains(" RETURNING "))
 }
 
 fn bind_value(b: Bind) -> Value {
@@ -306,7 +306,7 @@ fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> ru
         stmt.raw_bind_parameter(i + 1, bind_value(b))?;
     }
     let returning = kind == INSERT && sql.contains(" RETURNING ");
-    if !(kind == SELECT || kind == VERSION || kind == TABLE_INFO || returning) {
+    if !returns_rows(kind, sql) {
         let affected = stmt.raw_execute()?;
         return Ok(FfiDbResult {
             affected: affected as u64,
@@ -359,6 +359,7 @@ fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> ru
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::dialect::SELECT;
 
     #[test]
     fn url_options() {

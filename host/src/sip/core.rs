@@ -4,8 +4,9 @@
 //! with one log line), match against the transaction layer (retransmissions are absorbed and
 //! answered with the last reply), then run the routes of new requests: right there on a UDP
 //! receiver thread, or on a worker for requests read by an I/O task (TCP).
-//! Responses go to whoever owns the client transaction: a module's reply callback (queued to a
-//! worker, exactly once) or the stateful relay (forwarded upstream). One task drives the
+//! Responses go to whoever owns the client transaction: a module's reply callback (exactly once;
+//! run by the UDP receiver that read the response, queued to a worker otherwise) or the stateful
+//! relay (forwarded upstream). One task drives the
 //! transaction timers.
 
 use std::collections::HashMap;
