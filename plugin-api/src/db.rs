@@ -321,6 +321,16 @@ impl Executor {
         self.exec(&o).map(|r| r.affected)
     }
 
+    /// `UPDATE table SET column = column + 1 WHERE conds` in one statement, so concurrent
+    /// callers (processes or hosts sharing the database) each get a value of their own; the
+    /// new value, or None when no row matched. `conds` should name one row.
+    pub fn increment(&self, table: &str, column: &str, conds: &[Cond]) -> Result<Option<i64>, Error> {
+        let mut o = op(7, table);
+        o.returning = column.into();
+        o.conds = conds.iter().map(Cond::to_ffi).collect();
+        self.exec(&o).map(|r| (r.affected > 0).then_some(r.last_insert_id))
+    }
+
     /// `DELETE FROM table WHERE conds` (all rows when `conds` is empty); returns the rows deleted.
     pub fn delete(&self, table: &str, conds: &[Cond]) -> Result<u64, Error> {
         let mut o = op(3, table);

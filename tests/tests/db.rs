@@ -36,6 +36,9 @@ fn exercise(url: &str, dir: TempDir, break_version: impl Fn()) {
         assert_eq!(first["location_version"], 9);
         assert_eq!(first["pua_body_created"], true, "pua_body is created on first use: {first}");
         assert_eq!(first["body_id_found"], 1, "insert_returning_id gives the new row's id: {first}");
+        assert_eq!(first["increments_distinct"], 200, "concurrent increments must not share a value: {first}");
+        assert_eq!(first["increment_last"], 200, "{first}");
+        assert_eq!(first["increment_missing"], serde_json::Value::Null, "{first}");
         // Again: the transaction replaces the row, the upsert updates in place.
         let second = host.result("testmod.db", json!(["alice", 3]));
         assert_eq!(second["watchers"], 1, "{second}");

@@ -30,9 +30,18 @@ pub const VERSION: u8 = 5;
 /// Create the table from the catalog when it has no version row (handled by the service).
 pub const ENSURE_TABLE: u8 = 6;
 
-/// Whether a rendered statement of `kind` returns rows: reads, and inserts that return their id.
+/// `UPDATE table SET c = c + 1 WHERE ...` giving the new value of `c` (`FfiDbOp::returning`).
+pub const INCREMENT: u8 = 7;
+
+/// Whether a rendered statement of `kind` gives one value back through RETURNING (an insert's
+/// new id, an increment's new value).
+pub fn returns_value(kind: u8, sql: &str) -> bool {
+    matches!(kind, INSERT | INCREMENT) && sql.contains(" RETURNING ")
+}
+
+/// Whether a rendered statement of `kind` returns rows: reads, and writes with RETURNING.
 pub fn returns_rows(kind: u8, sql: &str) -> bool {
-    kind == SELECT || kind == VERSION || (kind == INSERT && sql.contains(" RETURNING "))
+    kind == SELECT || kind == VERSION || returns_value(kind, sql)
 }
 
 const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -257,6 +266,25 @@ pub fn render(dialect: Dialect, op: &FfiDbOp) -> Result<(String, Vec<Bind>), Str
             }
             q.conds(&op.conds)?;
         }
+        INCREMENT => {
+            let c = op.returning.as_str();
+            if c.is_empty() {
+                return Err(format!("an increment in {table} needs the column to increment"));
+            }
+            q.push("UPDATE ").ident(table)?.push(" SET ").ident(c)?.push(" = ");
+            // One statement, so concurrent increments (other hosts sharing the database) each
+            // get their own value. MySQL has no UPDATE ... RETURNING: LAST_INSERT_ID(expr)
+            // sets the value its result reports, for this connection only.
+            if dialect == Dialect::Mysql {
+                q.push("LAST_INSERT_ID(").ident(c)?.push(" + 1)");
+            } else {
+                q.ident(c)?.push(" + 1");
+            }
+            q.conds(&op.conds)?;
+            if dialect != Dialect::Mysql {
+                q.push(" RETURNING ").ident(c)?;
+            }
+        }
         DELETE => {
             q.push("DELETE FROM ").ident(table)?;
             q.conds(&op.conds)?;
@@ -292,6 +320,21 @@ mod tests {
 
     fn cond(c: &str, op: u8, v: FfiDbValue) -> FfiDbCond {
         FfiDbCond { column: c.into(), op, value: v }
+    }
+
+    #[test]
+    fn increment_per_dialect() {
+        let mut o = op(INCREMENT, &[], vec![], vec![cond("id", 0, FfiDbValue::Int(7))]);
+        o.returning = "cseq".into();
+        let (sql, binds) = render(Dialect::Postgres, &o).unwrap();
+        assert_eq!(sql, r#"UPDATE "pua" SET "cseq" = "cseq" + 1 WHERE "id" = $1 RETURNING "cseq""#);
+        assert_eq!(binds, [Bind::Int(7)]);
+        assert!(returns_rows(INCREMENT, &sql));
+        let (sql, _) = render(Dialect::Mysql, &o).unwrap();
+        assert_eq!(sql, "UPDATE `pua` SET `cseq` = LAST_INSERT_ID(`cseq` + 1) WHERE `id` = ?");
+        assert!(!returns_rows(INCREMENT, &sql), "MySQL reports the value as its insert id");
+        o.returning = "".into();
+        assert!(render(Dialect::Sqlite, &o).unwrap_err().contains("needs the column"));
     }
 
     #[test]

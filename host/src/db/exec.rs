@@ -9,7 +9,7 @@ use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use sqlx::pool::PoolConnection;
 use sqlx::{Column, MySql, MySqlPool, PgPool, Postgres, Row, TypeInfo, ValueRef};
 
-use super::dialect::{Bind, INSERT, local_to_epoch, returns_rows};
+use super::dialect::{Bind, local_to_epoch, returns_rows, returns_value};
 use super::sqlite::SqliteDb;
 
 #[derive(Clone)]
@@ -35,7 +35,8 @@ pub enum DbError {
     Sqlite(String),
 }
 
-/// An `INSERT ... RETURNING id` result as a plain insert's: the row count and the id, no rows.
+/// A `... RETURNING` result (an insert's id, an increment's value) as MySQL's: the row count
+/// and the value, no rows.
 pub(super) fn take_returned_id(out: &mut FfiDbResult) {
     out.affected = out.rows.len() as u64;
     out.last_insert_id = match out.rows.first().and_then(|r| r.first()) {
@@ -67,7 +68,7 @@ macro_rules! bind_all {
 /// `$insert_id` reads the new row id from the driver's result (SQLite, MySQL).
 macro_rules! run_on {
     ($exec:expr, $sql:expr, $binds:expr, $kind:expr, $decode:path, $insert_id:expr) => {{
-        let returning = $kind == INSERT && $sql.contains(" RETURNING ");
+        let returning = returns_value($kind, &$sql);
         let rows_back = returns_rows($kind, &$sql);
         let q = bind_all!(sqlx::query(sqlx::AssertSqlSafe($sql)), $binds);
         if rows_back {

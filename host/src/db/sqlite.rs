@@ -28,7 +28,7 @@ use plugin_api::ffi::{FfiDbResult, FfiDbValue};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::dialect::{Bind, INSERT, parse_datetime_text, returns_rows};
+use super::dialect::{Bind, parse_datetime_text, returns_rows, returns_value};
 
 /// How long a statement waits for another caller's transaction to end.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
@@ -285,7 +285,7 @@ impl SqliteDb {
 
 /// Statements that only read: they need no commit and are never queued.
 fn is_read(kind: u8, sql: &str) -> bool {
-    returns_rows(kind, sql) && !(kind == INSERT && sql.contains(" RETURNING "))
+    returns_rows(kind, sql) && !returns_value(kind, sql)
 }
 
 fn bind_value(b: Bind) -> Value {
@@ -305,7 +305,7 @@ fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> ru
     for (i, b) in binds.into_iter().enumerate() {
         stmt.raw_bind_parameter(i + 1, bind_value(b))?;
     }
-    let returning = kind == INSERT && sql.contains(" RETURNING ");
+    let returning = returns_value(kind, sql);
     if !returns_rows(kind, sql) {
         let affected = stmt.raw_execute()?;
         return Ok(FfiDbResult {
@@ -359,7 +359,7 @@ fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::dialect::SELECT;
+    use crate::db::dialect::{INSERT, SELECT};
 
     #[test]
     fn url_options() {

@@ -38,7 +38,8 @@ pub struct FfiDbCond {
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiDbOp {
     /// 0 select, 1 insert, 2 update, 3 delete, 4 upsert, 5 table version, 6 create the table
-    /// (from the host's schema catalog) when it has no version row.
+    /// (from the host's schema catalog) when it has no version row, 7 increment the column
+    /// named by `returning` by one in the rows of `conds` (the new value in `last_insert_id`).
     pub kind: u8,
     /// Table name (for kind 5, the table whose `version` row is read).
     pub table: RString,
@@ -54,7 +55,8 @@ pub struct FfiDbOp {
     pub order_by: RString,
     /// select: LIMIT (0 = none).
     pub limit: u64,
-    /// insert: the auto-increment column whose new value to return (empty: none).
+    /// insert: the auto-increment column whose new value to return (empty: none);
+    /// increment: the column to increment.
     pub returning: RString,
 }
 

@@ -138,6 +138,21 @@ impl TestMod {
                 ],
             )?;
             let body_row = db.select("pua_body").filter(Cond::eq("id", body_id)).run()?;
+            // Increments from several threads at once: each must get a value of its own.
+            let me = [Cond::eq("username", user.as_str())];
+            let start = db.increment("location", "cseq", &me)?.ok_or_else(|| Error::new("no row to increment"))?;
+            let mut seen: Vec<i64> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..4)
+                    .map(|_| scope.spawn(|| (0..50).map(|_| db.increment("location", "cseq", &me)).collect::<Vec<_>>()))
+                    .collect();
+                workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect::<Result<Vec<_>, _>>()
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            let missing = db.increment("location", "cseq", &[Cond::eq("username", "nobody-at-all")])?;
             Ok(serde_json::json!({
                 "contact": loc.str("contact"),
                 "expires": loc.get("expires").and_then(DbValue::as_int),
@@ -146,6 +161,9 @@ impl TestMod {
                 "location_version": db.table_version("location")?,
                 "pua_body_created": created,
                 "body_id_found": body_row.row(0).map(|r| r.int("pua_id")),
+                "increments_distinct": seen.len(),
+                "increment_last": seen.last().map(|v| v - start),
+                "increment_missing": missing,
             }))
         };
         run().map_err(|e| RpcFault::new(500, e.to_string()))
