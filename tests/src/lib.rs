@@ -360,6 +360,21 @@ pub mod sip {
             }
         }
 
+        /// Sends `reply` to request `req`: over UDP to the address of its top Via (a NOTIFY
+        /// may come from another server than the one this client talks to).
+        pub fn answer(&mut self, req: &str, reply: &str) {
+            let via = super::sip::header(req, "Via").and_then(|v| {
+                let sent_by = v.split_whitespace().nth(1)?.split(';').next()?.to_string();
+                sent_by.parse::<SocketAddr>().ok()
+            });
+            match (self, via) {
+                (Client::Udp(s, _), Some(to)) => {
+                    s.send_to(reply.as_bytes(), to).expect("send udp");
+                }
+                (c, _) => c.send(reply.as_bytes()),
+            }
+        }
+
         /// The next message, or None after `timeout`.
         pub fn recv(&mut self, timeout: Duration) -> Option<String> {
             let deadline = Instant::now() + timeout;

@@ -77,6 +77,21 @@ fn next_notify(c: &mut Client) -> String {
     panic!("no NOTIFY within 5 s");
 }
 
+/// [`next_notify`] for NOTIFYs that may come from several servers: each 200 goes back to
+/// the server that sent the NOTIFY.
+fn next_notify_from_any(c: &mut Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(m) = c.recv(Duration::from_millis(200))
+            && m.starts_with("NOTIFY ")
+        {
+            c.answer(&m, &reply(&m, 200, "OK"));
+            return m;
+        }
+    }
+    panic!("no NOTIFY within 5 s");
+}
+
 fn body(m: &str) -> &str {
     m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
@@ -302,7 +317,244 @@ fn pres_rules_authorization() {
     assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
 }
 
+/// A presence server keeping subscriptions and publications in the database only
+/// (subs_db_mode 3, publ_cache 0), as servers sharing one database run.
+fn shared_server(name: &str, db_url: &str) -> Host {
+    shared_server_with(name, db_url, "force_active = 1")
+}
+
+/// [`shared_server`] with `xml` as the `[modparam.presence_xml]` lines besides db_url.
+fn shared_server_with(name: &str, db_url: &str, xml: &str) -> Host {
+    let config = format!(
+        r#"loadmodule = ["presence", "presence_xml"]
+[core]
+children = 2
+modules_path = ["@MODULES@"]
+listen = ["udp:127.0.0.1:@SIP@"]
+[rpc]
+http = "127.0.0.1:@HTTP@"
+[modparam.presence]
+db_url = "{db_url}"
+subs_db_mode = 3
+publ_cache = 0
+clean_period = 1
+[modparam.presence_xml]
+db_url = "{db_url}"
+{xml}
+[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+"#
+    );
+    Host::start(name, &config)
+}
+
+fn cseq_of(m: &str) -> u32 {
+    header(m, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap()
+}
+
+/// Two servers on one database: a subscription made on one is notified by the other, an ETag
+/// given by one is known to the other, NOTIFY CSeqs from both never repeat, and an expired
+/// publication is announced once.
+fn servers_share_a_database(db: &e2e::dbs::Database) {
+    let a = shared_server(&format!("presence-shared-a-{}", db.kind), &db.url);
+    let b = shared_server(&format!("presence-shared-b-{}", db.kind), &db.url);
+    let mut watcher = Client::udp(a.sip_addr());
+    let ruri_a = format!("sip:erin@127.0.0.1:{}", a.sip);
+    let sub = request(&watcher, "SUBSCRIBE", &ruri_a, &["Event: presence", "Expires: 600"], "");
+    let r = watcher.transact(&sub);
+    assert_eq!(status(&r), 200, "{r}");
+    let to_tag = e2e::kamailio::tag(&header(&r, "To").unwrap()).expect("To-tag");
+    let first = cseq_of(&next_notify_from_any(&mut watcher));
+    assert_eq!(
+        b.result("presence.watcher_list", json!(["basic", "sip:erin@127.0.0.1"])).as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Published on B: B notifies the watcher A took, with the next CSeq.
+    let mut publisher = Client::udp(b.sip_addr());
+    let r = publish(&mut publisher, &b, "erin", &[], &pidf("sip:erin@127.0.0.1", "t1", "open", "via b"));
+    assert_eq!(status(&r), 200, "{r}");
+    let etag = header(&r, "SIP-ETag").unwrap();
+    let n = next_notify_from_any(&mut watcher);
+    assert!(body(&n).contains("via b"), "{n}");
+    assert_eq!(cseq_of(&n), first + 1, "{n}");
+    assert_eq!(publications(&a), 1, "A reads B's publication from the database");
+
+    // B's ETag refreshed on A; the old one is then unknown to both.
+    let mut publisher_a = Client::udp(a.sip_addr());
+    let if_match = format!("SIP-If-Match: {etag}");
+    let r = publish(&mut publisher_a, &a, "erin", &[&if_match], &pidf("sip:erin@127.0.0.1", "t1", "open", "via a"));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify_from_any(&mut watcher);
+    assert!(body(&n).contains("via a"), "{n}");
+    assert_eq!(cseq_of(&n), first + 2, "{n}");
+    let r = publish(&mut publisher, &b, "erin", &[&if_match], "");
+    assert_eq!(status(&r), 412, "a replaced ETag: {r}");
+
+    // Both servers publish at once: every NOTIFY has a CSeq of its own.
+    let senders: Vec<_> = [(a.sip_addr(), a.sip), (b.sip_addr(), b.sip)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (addr, port))| {
+            std::thread::spawn(move || {
+                let mut c = Client::udp(addr);
+                for k in 0..15 {
+                    let ruri = format!("sip:erin@127.0.0.1:{port}");
+                    let body = pidf("sip:erin@127.0.0.1", &format!("s{i}-{k}"), "open", "busy");
+                    let headers = ["Event: presence", "Expires: 3600", "Content-Type: application/pidf+xml"];
+                    assert_eq!(status(&c.transact(&request(&c, "PUBLISH", &ruri, &headers, &body))), 200);
+                }
+            })
+        })
+        .collect();
+    let mut cseqs = Vec::new();
+    let quiet_until = |from: Instant| from + Duration::from_secs(2);
+    let mut last = Instant::now();
+    while Instant::now() < quiet_until(last) {
+        if let Some(m) = watcher.recv(Duration::from_millis(100))
+            && m.starts_with("NOTIFY ")
+        {
+            watcher.answer(&m, &reply(&m, 200, "OK"));
+            cseqs.push(cseq_of(&m));
+            last = Instant::now();
+        }
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let n = cseqs.len();
+    cseqs.sort_unstable();
+    cseqs.dedup();
+    assert!(n >= 2, "NOTIFYs from both servers: {n}");
+    assert_eq!(cseqs.len(), n, "no CSeq sent twice: {cseqs:?}");
+    assert!(cseqs[0] > first + 2);
+
+    // A publication that expires: announced once, by whichever server took it.
+    let r = publish(&mut publisher, &b, "erin", &["Expires: 2"], &pidf("sip:erin@127.0.0.1", "short", "open", "brief"));
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_notify_from_any(&mut watcher);
+    assert!(body(&n).contains("brief"), "{n}");
+    let n = next_notify_from_any(&mut watcher);
+    assert!(!body(&n).contains("brief"), "the expiry NOTIFY drops it: {n}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Some(m) = watcher.recv(Duration::from_millis(200)) {
+            assert!(!m.starts_with("NOTIFY "), "a second NOTIFY for one expiry: {m}");
+        }
+    }
+
+    // Unsubscribed through B: the last NOTIFY, and the row is gone for A too.
+    let ruri_b = format!("sip:erin@127.0.0.1:{}", b.sip);
+    let mut watcher_b = Client::udp(b.sip_addr());
+    let unsub = sub
+        .replace(&format!("To: <{ruri_a}>"), &format!("To: <{ruri_a}>;tag={to_tag}"))
+        .replace(&format!("SUBSCRIBE {ruri_a}"), &format!("SUBSCRIBE {ruri_b}"))
+        .replace("CSeq: 1 SUBSCRIBE", "CSeq: 2 SUBSCRIBE")
+        .replace("Expires: 600", "Expires: 0")
+        .replace("branch=z9hG4bK-", "branch=z9hG4bK-2-");
+    watcher_b.send(unsub.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut ok = false;
+    let mut last_notify = None;
+    while Instant::now() < deadline && (!ok || last_notify.is_none()) {
+        if let Some(m) = watcher_b.recv(Duration::from_millis(100)) {
+            ok |= status(&m) == 200;
+        }
+        if let Some(m) = watcher.recv(Duration::from_millis(100))
+            && m.starts_with("NOTIFY ")
+        {
+            watcher.answer(&m, &reply(&m, 200, "OK"));
+            last_notify = Some(m);
+        }
+    }
+    assert!(ok, "unsubscribe answered 200 by B");
+    let n = last_notify.expect("the last NOTIFY");
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=timeout"), "{n}");
+    assert!(eventually(Duration::from_secs(3), || {
+        a.result("presence.watcher_list", json!(["basic", "sip:erin@127.0.0.1"])).as_array().is_some_and(Vec::is_empty)
+    }));
+}
+
+fn winfo_version(m: &str) -> u32 {
+    let b = body(m);
+    let v = b.split("version=\"").nth(2).or_else(|| b.split("version=\"").nth(1)).expect("version");
+    v.split('"').next().unwrap().parse().unwrap()
+}
+
+/// Two servers on one SQLite file with pres-rules: a watcher subscribed through B is pending,
+/// the presentity's watcher-info subscription on A hears about it, and a rule change applied
+/// on A activates the watcher B took; winfo versions and CSeqs continue across the servers.
+#[test]
+fn shared_database_authorization_and_watcher_info() {
+    let data = e2e::TempDir::new("presence-shared-rules-data");
+    let file = data.join("presence.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    let a = shared_server_with("presence-shared-rules-a", &url, "force_active = 0");
+    let b = shared_server_with("presence-shared-rules-b", &url, "force_active = 0");
+
+    let mut gina = Client::udp(a.sip_addr());
+    let ruri = format!("sip:gina@127.0.0.1:{}", a.sip);
+    let req = request(&gina, "SUBSCRIBE", &ruri, &["Event: presence.winfo", "Expires: 600"], "")
+        .replace("From: <sip:tester@sip.test>", "From: <sip:gina@127.0.0.1>");
+    assert_eq!(status(&gina.transact(&req)), 200);
+    let full = next_notify_from_any(&mut gina);
+    assert!(body(&full).contains("state=\"full\""), "{full}");
+    let v0 = winfo_version(&full);
+
+    let mut stranger = Client::udp(b.sip_addr());
+    let req = request(
+        &stranger,
+        "SUBSCRIBE",
+        &format!("sip:gina@127.0.0.1:{}", b.sip),
+        &["Event: presence", "Expires: 600"],
+        "",
+    )
+    .replace("From: <sip:tester@sip.test>", "From: <sip:stranger@127.0.0.1>");
+    let r = stranger.transact(&req);
+    assert!(status(&r) == 200 || status(&r) == 202, "{r}");
+    let n = next_notify_from_any(&mut stranger);
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
+    let c1 = cseq_of(&n);
+    let partial = next_notify_from_any(&mut gina);
+    assert!(body(&partial).contains("sip:stranger@127.0.0.1"), "B tells A's winfo watcher: {partial}");
+    assert_eq!(winfo_version(&partial), v0 + 1, "{partial}");
+    assert_eq!(
+        a.result("presence.watcher_list", json!(["full", "sip:gina@127.0.0.1"])).as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let rules = ruleset(&[rule("s", r#"<one id="sip:stranger@127.0.0.1"/>"#, "allow", "")]);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA busy_timeout=5000')\nc.execute(\"insert into xcap(username,domain,doc,doc_type,etag,source,doc_uri,port) values('gina', '127.0.0.1', ?, 2, 'e', 1, 'pres-rules/gina', 0)\",(sys.argv[2].encode(),))\nc.commit()",
+        ])
+        .arg(&file)
+        .arg(&rules)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    a.result("presence.refreshWatchers", json!(["sip:gina@127.0.0.1", "presence", 0]));
+    let n = next_notify_from_any(&mut stranger);
+    assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "A activates B's watcher: {n}");
+    assert_eq!(cseq_of(&n), c1 + 1, "{n}");
+    let partial = next_notify_from_any(&mut gina);
+    assert!(body(&partial).contains("status=\"active\">sip:stranger@127.0.0.1</watcher>"), "{partial}");
+    assert_eq!(winfo_version(&partial), v0 + 2, "{partial}");
+    assert_eq!(
+        b.result("presence.watcher_list", json!(["basic", "sip:gina@127.0.0.1"])).as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
 database_tests! {
+    servers_share_a_database_on_sqlite: "sqlite", servers_share_a_database;
+    servers_share_a_database_on_postgres: "postgres", servers_share_a_database;
+    servers_share_a_database_on_mariadb: "mariadb", servers_share_a_database;
     restart_keeps_state_on_sqlite: "sqlite", restart_keeps_state;
     restart_keeps_state_on_postgres: "postgres", restart_keeps_state;
     restart_keeps_state_on_mariadb: "mariadb", restart_keeps_state;

@@ -45,12 +45,12 @@ pub fn params() -> Vec<Param> {
         Param::int("min_expires", 0).min(0).doc("SUBSCRIBE only"),
         Param::int("min_expires_action", 1).range(1..=2).doc("1: 423 with Min-Expires; 2: raise to min_expires"),
         Param::opt_str("server_address").doc("Contact of SUBSCRIBE replies and NOTIFYs"),
-        Param::int("subs_db_mode", 2)
-            .range(0..=2)
-            .doc("0: memory only; 1: write-through; 2: write-back every db_update_period"),
-        Param::int("publ_cache", 1)
-            .range(0..=2)
-            .doc("0/1: publications written through to the database; 2: memory only"),
+        Param::int("subs_db_mode", 2).range(0..=3).doc(
+            "0: memory only; 1: write-through; 2: write-back every db_update_period; 3: database only (servers sharing it see each other's subscriptions; NOTIFY CSeq taken atomically)",
+        ),
+        Param::int("publ_cache", 1).range(0..=2).doc(
+            "0: publications in the database only (servers sharing it see each other's); 1: in memory, written through; 2: memory only",
+        ),
         Param::int("send_fast_notify", 1).range(0..=1).doc("NOTIFY right after the SUBSCRIBE reply"),
         Param::int("timeout_rm_subs", 1).range(0..=1).doc("remove a subscription whose NOTIFY times out (408)"),
         Param::int("fetch_rows", 500).min(1).doc("rows per page when loading at start-up"),

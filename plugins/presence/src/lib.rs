@@ -114,12 +114,13 @@ impl PresenceModule {
 fn load(storage: &Storage, cfg: &Config) -> Result<State, Error> {
     let mut state = State::default();
     let now = now();
-    if cfg.publ_cache != 2 {
+    // publ_cache 0 and subs_db_mode 3 keep their rows in the database only.
+    if cfg.publ_cache == 1 {
         for (uri, event, p) in storage.load_publications(cfg.fetch_rows, now, cfg.startup_mode == 1)? {
             state.presentities.insert(&uri, &event, p);
         }
     }
-    if cfg.subs_db_mode != 0 {
+    if matches!(cfg.subs_db_mode, 1 | 2) {
         for s in storage.load_subscriptions(cfg.fetch_rows, now, cfg.cseq_restore_margin)? {
             state.subscriptions.insert(s);
         }
@@ -173,6 +174,11 @@ impl Module for PresenceModule {
 
     fn init(host: &Host, params: &Params) -> Result<Self, Error> {
         let cfg = Config::from_params(params);
+        if cfg.db_url.is_none() && (cfg.subs_db_mode == 3 || cfg.publ_cache == 0) {
+            return Err(Error::new(
+                "presence: subs_db_mode 3 and publ_cache 0 keep state in the database only: set db_url",
+            ));
+        }
         let (storage, state) = match &cfg.db_url {
             Some(url) => {
                 let s = Storage::open(host, &cfg, url)?;
@@ -188,6 +194,13 @@ impl Module for PresenceModule {
             let s = server.clone();
             host.every("clean", Duration::from_secs(u64::from(cfg.clean_period)), move || {
                 s.clean();
+                Ok(())
+            })?;
+        }
+        if cfg.subs_db_mode == 3 {
+            let s = server.clone();
+            host.every("idle-copies", Duration::from_secs(5), move || {
+                s.evict_idle();
                 Ok(())
             })?;
         }

@@ -96,6 +96,11 @@ impl PresenceModule {
 
     fn rpc_presentity_list(&self, call: &RpcCall) -> RpcResult {
         let full = mode(call, 0)?;
+        if let Some(db) = self.server().shared_pubs() {
+            let all =
+                db.load_publications(self.server().cfg.fetch_rows, 0, false).map_err(|_| fault("Processing error"))?;
+            return Ok(Value::Array(all.iter().map(|(u, e, p)| publication_json(u, e, p, full)).collect()));
+        }
         let st = self.server().state();
         Ok(Value::Array(st.presentities.iter().map(|(u, e, p)| publication_json(u, e, p, full)).collect()))
     }
@@ -104,11 +109,18 @@ impl PresenceModule {
         let full = mode(call, 0)?;
         let user = call.str(1).ok_or_else(|| fault("Not enough parameters"))?;
         let domain = call.str(2).ok_or_else(|| fault("Not enough parameters"))?;
-        let st = self.server().state();
         let matches = |uri: &str| {
             let (u, d) = split_identity(uri);
             (user == "*" || u == user) && (domain == "*" || d == domain)
         };
+        if let Some(db) = self.server().shared_pubs() {
+            let all =
+                db.load_publications(self.server().cfg.fetch_rows, 0, false).map_err(|_| fault("Processing error"))?;
+            return Ok(Value::Array(
+                all.iter().filter(|(u, _, _)| matches(u)).map(|(u, e, p)| publication_json(u, e, p, full)).collect(),
+            ));
+        }
+        let st = self.server().state();
         Ok(Value::Array(
             st.presentities
                 .iter()
@@ -125,6 +137,10 @@ impl PresenceModule {
             return Err(fault("Empty presentity URI"));
         }
         let now = now();
+        if let Some(db) = self.server().shared_subs() {
+            let live = db.live_subscriptions(&uri, None, now).map_err(|_| fault("Processing error"))?;
+            return Ok(Value::Array(live.iter().filter(|s| !s.ended).map(|s| watcher_json(s, full)).collect()));
+        }
         let st = self.server().state();
         Ok(Value::Array(
             st.subscriptions

@@ -31,6 +31,9 @@ pub struct State {
     pub dirty: std::collections::HashSet<DialogKey>,
     /// Subscriptions removed since the last write-back (subs_db_mode 2).
     pub removed: Vec<DialogKey>,
+    /// subs_db_mode 3: ended rows seen by the previous expiry pass; deleted by the next one
+    /// if still there (a clean_period is longer than any NOTIFY transaction).
+    pub ended_seen: Vec<DialogKey>,
 }
 
 /// A reply decided by the server.
@@ -100,6 +103,48 @@ impl Server {
 
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The database when subscriptions live there only (subs_db_mode 3): servers sharing it
+    /// see each other's subscriptions, and memory holds a copy only while NOTIFYs are queued.
+    pub fn shared_subs(&self) -> Option<&Storage> {
+        self.storage.as_ref().filter(|_| self.cfg.subs_db_mode == 3)
+    }
+
+    /// The database when publications live there only (publ_cache 0).
+    pub fn shared_pubs(&self) -> Option<&Storage> {
+        self.storage.as_ref().filter(|_| self.cfg.publ_cache == 0)
+    }
+
+    /// A failed database statement where the database is the only copy: 500, nothing changed.
+    fn db_failed(&self, what: &str, e: Error) -> Answer {
+        tracing::error!("presence: {what}: {e}");
+        Answer::new(500, "Server Internal Error")
+    }
+
+    /// Live subscriptions to (pres_uri, event): from the database in subs_db_mode 3.
+    pub fn live_subscriptions(&self, pres_uri: &str, event: &str, now: i64) -> Vec<Subscription> {
+        match self.shared_subs() {
+            Some(db) => db
+                .live_subscriptions(pres_uri, Some(event), now)
+                .map(|v| v.into_iter().filter(|s| !s.ended).collect())
+                .unwrap_or_else(|e| {
+                    tracing::error!("presence: reading the watchers of {pres_uri}: {e}");
+                    Vec::new()
+                }),
+            None => self.state().subscriptions.live_for(pres_uri, event, now).cloned().collect(),
+        }
+    }
+
+    /// Unexpired publications of (uri, event), oldest first: from the database with publ_cache 0.
+    fn current_publications(&self, uri: &str, event: &str, now: i64) -> Vec<Publication> {
+        match self.shared_pubs() {
+            Some(db) => db.current_publications(uri, event, now).unwrap_or_else(|e| {
+                tracing::error!("presence: reading the publications of {uri}: {e}");
+                Vec::new()
+            }),
+            None => self.state().presentities.current(uri, event, now).into_iter().cloned().collect(),
+        }
     }
 
     pub fn package(&self, name: &str) -> Option<Arc<Package>> {
@@ -207,19 +252,44 @@ impl Server {
             // The database write outside the state lock, so writes of several receivers can
             // share a commit (group commit in the host). No other request can refer to this
             // publication before our reply: its ETag is new.
-            self.store_publication(&pres_uri, &pkg.name, None, &p);
-            self.state().presentities.insert(&pres_uri, &pkg.name, p);
+            if let Some(db) = self.shared_pubs() {
+                db.save_publication(&pres_uri, &pkg.name, None, &p)
+                    .map_err(|e| self.db_failed(&format!("storing the publication of {pres_uri}"), e))?;
+            } else {
+                self.store_publication(&pres_uri, &pkg.name, None, &p);
+                self.state().presentities.insert(&pres_uri, &pkg.name, p);
+            }
             let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", etag);
             return Ok((a, Some((pres_uri, pkg, None))));
         };
-        let mut st = self.state();
-        let Some(old) = st.presentities.find(&pres_uri, &pkg.name, etag).cloned() else {
-            return Err(Answer::new(412, "Conditional request failed"));
+        let unknown = || Answer::new(412, "Conditional request failed");
+        let old = match self.shared_pubs() {
+            Some(db) => db
+                .find_publication(&pres_uri, &pkg.name, etag)
+                .map_err(|e| self.db_failed(&format!("reading the publication of {pres_uri}"), e))?,
+            None => self.state().presentities.find(&pres_uri, &pkg.name, etag).cloned(),
         };
+        let Some(old) = old else { return Err(unknown()) };
+        // Each change below is conditional on the old ETag still being there: of two requests
+        // naming it (here or on another server sharing the table), one wins, the other gets 412.
         if expires == 0 {
-            st.presentities.remove(&pres_uri, &pkg.name, etag);
-            drop(st);
-            self.delete_publication(&pres_uri, &pkg.name, etag);
+            let removed = match self.shared_pubs() {
+                Some(db) => {
+                    db.delete_publication(&pres_uri, &pkg.name, etag)
+                        .map_err(|e| self.db_failed(&format!("deleting the publication of {pres_uri}"), e))?
+                        > 0
+                }
+                None => {
+                    let removed = self.state().presentities.remove(&pres_uri, &pkg.name, etag).is_some();
+                    if removed {
+                        self.delete_publication(&pres_uri, &pkg.name, etag);
+                    }
+                    removed
+                }
+            };
+            if !removed {
+                return Err(unknown());
+            }
             let a = Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag);
             return Ok((a, Some((pres_uri, pkg, Some(old)))));
         }
@@ -232,14 +302,26 @@ impl Server {
             sender: sender.to_string(),
             priority: old.priority,
         };
-        // The database write after the lock: the old ETag is gone from memory now, so a request
-        // naming it gets 412 whether or not the write has finished, and the new one is known
-        // only from our reply, sent after the write.
-        let stored = self.stores_publications().then(|| p.clone());
-        st.presentities.replace(&pres_uri, &pkg.name, etag, p);
-        drop(st);
-        if let Some(p) = stored {
-            self.store_publication(&pres_uri, &pkg.name, Some(etag), &p);
+        let replaced = match self.shared_pubs() {
+            Some(db) => {
+                db.save_publication(&pres_uri, &pkg.name, Some(etag), &p)
+                    .map_err(|e| self.db_failed(&format!("storing the publication of {pres_uri}"), e))?
+                    > 0
+            }
+            None => {
+                // The database write after the lock: the old ETag is gone from memory now, so a
+                // request naming it gets 412 whether or not the write has finished, and the new
+                // one is known only from our reply, sent after the write.
+                let stored = self.stores_publications().then(|| p.clone());
+                let replaced = self.state().presentities.replace(&pres_uri, &pkg.name, etag, p);
+                if replaced && let Some(p) = stored {
+                    self.store_publication(&pres_uri, &pkg.name, Some(etag), &p);
+                }
+                replaced
+            }
+        };
+        if !replaced {
+            return Err(unknown());
         }
         let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", new_etag);
         Ok((a, Some((pres_uri, pkg, None))))
@@ -274,8 +356,7 @@ impl Server {
     /// The aggregated document of `pres_uri` (with `removed` in its offline form), or None
     /// when there is no state.
     pub fn presentity_body(&self, pres_uri: &str, pkg: &Package, removed: Option<&Publication>) -> Option<Vec<u8>> {
-        let mut pubs: Vec<Publication> =
-            self.state().presentities.current(pres_uri, &pkg.name, now()).into_iter().cloned().collect();
+        let mut pubs = self.current_publications(pres_uri, &pkg.name, now());
         let mut removed_index = None;
         if let Some(r) = removed {
             removed_index = Some(pubs.len());
@@ -328,38 +409,58 @@ impl Server {
     /// The watcher-info document for winfo subscription `s` (full), bumping its version.
     fn winfo_document(&self, s: &Subscription, full: bool) -> Vec<u8> {
         let base = s.event.strip_suffix(".winfo").unwrap_or("presence").to_string();
-        let mut st = self.state();
         let now = now();
-        let mut entries: Vec<winfo::WatcherEntry> = st
-            .subscriptions
-            .live_for(&s.pres_uri, &base, now)
+        let mut entries: Vec<winfo::WatcherEntry> = self
+            .live_subscriptions(&s.pres_uri, &base, now)
+            .iter()
             .map(|w| winfo::WatcherEntry {
                 uri: w.watcher_uri(),
                 id: w.key.call_id.clone(),
                 status: winfo::status_name(w.status),
             })
             .collect();
-        for ((pres, watcher, event), a) in &st.watchers {
-            if pres == &s.pres_uri
-                && event == &base
-                && a.status == status::PENDING
-                && !entries.iter().any(|e| &e.uri == watcher)
-            {
-                entries.push(winfo::WatcherEntry {
-                    uri: watcher.clone(),
-                    id: winfo::waiting_id(watcher),
-                    status: "waiting",
-                });
+        for watcher in self.pending_watchers(&s.pres_uri, &base) {
+            if !entries.iter().any(|e| e.uri == watcher) {
+                entries.push(winfo::WatcherEntry { id: winfo::waiting_id(&watcher), uri: watcher, status: "waiting" });
             }
         }
-        let version = match st.subscriptions.get_mut(&s.key) {
+        let version = self.next_version(s);
+        winfo::document(version, full, &s.pres_uri, &base, &entries).into_bytes()
+    }
+
+    /// Watchers of (pres_uri, event) whose authorization record says pending.
+    fn pending_watchers(&self, pres_uri: &str, event: &str) -> Vec<String> {
+        if let Some(db) = self.shared_subs() {
+            return db.pending_watchers(pres_uri, event).unwrap_or_else(|e| {
+                tracing::error!("presence: reading the watchers of {pres_uri}: {e}");
+                Vec::new()
+            });
+        }
+        self.state()
+            .watchers
+            .iter()
+            .filter(|((pres, _, e), a)| pres == pres_uri && e == event && a.status == status::PENDING)
+            .map(|((_, w, _), _)| w.clone())
+            .collect()
+    }
+
+    /// The next watcher-info version of winfo subscription `s` (atomic in the database in
+    /// subs_db_mode 3, so servers sharing it never send one version twice).
+    fn next_version(&self, s: &Subscription) -> u32 {
+        let stored = self.shared_subs().and_then(|db| {
+            db.next_version(&s.key).unwrap_or_else(|e| {
+                tracing::error!("presence: winfo version of {}: {e}", s.pres_uri);
+                None
+            })
+        });
+        let mut st = self.state();
+        match st.subscriptions.get_mut(&s.key) {
             Some(sub) => {
-                sub.version += 1;
+                sub.version = stored.unwrap_or(sub.version + 1);
                 sub.version
             }
-            None => s.version + 1,
-        };
-        winfo::document(version, full, &s.pres_uri, &base, &entries).into_bytes()
+            None => stored.unwrap_or(s.version + 1),
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -376,12 +477,10 @@ impl Server {
     ) {
         let now = now();
         let targets: Vec<Subscription> = self
-            .state()
-            .subscriptions
-            .live_for(pres_uri, &pkg.name, now)
+            .live_subscriptions(pres_uri, &pkg.name, now)
+            .into_iter()
             .filter(|s| s.status == status::ACTIVE && s.reason.is_empty())
             .filter(|s| sender.is_none_or(|x| x.is_empty() || s.contact != x))
-            .cloned()
             .collect();
         if targets.is_empty() {
             return;
@@ -389,25 +488,29 @@ impl Server {
         let doc = self.presentity_body(pres_uri, pkg, removed.as_ref());
         for s in targets {
             let body = self.body_for(&s, pkg, doc.as_deref());
-            self.queue(&s.key, |sub| QueuedNotify { state: subscription_state(sub, now), body, last: false });
+            self.queue(&s, |sub| QueuedNotify { state: subscription_state(sub, now), body, last: false });
         }
     }
 
-    /// Queues a NOTIFY for subscription `key` (built from it under the lock) and sends the
-    /// next one if none is out.
-    pub fn queue(self: &Arc<Self>, key: &DialogKey, make: impl FnOnce(&mut Subscription) -> QueuedNotify) {
+    /// Queues a NOTIFY for subscription `sub` (built from it under the lock) and sends the
+    /// next one if none is out. In subs_db_mode 3, `sub` is what the database said: it is
+    /// taken into memory, where its NOTIFYs wait their turn.
+    pub fn queue(self: &Arc<Self>, sub: &Subscription, make: impl FnOnce(&mut Subscription) -> QueuedNotify) {
         {
             let mut st = self.state();
-            let Some(s) = st.subscriptions.get_mut(key) else { return };
+            if self.shared_subs().is_some() {
+                st.subscriptions.adopt(sub, now());
+            }
+            let Some(s) = st.subscriptions.get_mut(&sub.key) else { return };
             let n = make(s);
             s.push(n);
         }
-        self.pump(key);
+        self.pump(&sub.key);
     }
 
     /// Sends the next queued NOTIFY of `key` unless one is out.
     fn pump(self: &Arc<Self>, key: &DialogKey) {
-        let (request, last) = {
+        let (mut request, last) = {
             let mut st = self.state();
             let Some(s) = st.subscriptions.get_mut(key) else { return };
             if s.in_flight {
@@ -442,6 +545,20 @@ impl Server {
             }
             (request, n.last)
         };
+        if let Some(db) = self.shared_subs() {
+            // The CSeq from the shared row: another server may have notified this dialog too.
+            // A row already gone (a purge of ended rows) leaves the local count.
+            match db.next_cseq(key) {
+                Ok(Some(cseq)) => {
+                    request.cseq = cseq;
+                    if let Some(s) = self.state().subscriptions.get_mut(key) {
+                        s.local_cseq = cseq;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("presence: NOTIFY CSeq of {}: {e}", request.ruri),
+            }
+        }
         let me = self.clone();
         let k = key.clone();
         let sent = self.host.send_request(&request, move |reply| me.on_notify_reply(&k, reply.code, last));
@@ -465,7 +582,8 @@ impl Server {
                 s.ended = true;
                 s.queue.clear();
             }
-            ((gone || last) && s.queue.is_empty(), s.local_cseq % every == 0)
+            // subs_db_mode 3 counts CSeqs in the database already.
+            ((gone || last) && s.queue.is_empty(), self.cfg.subs_db_mode != 3 && s.local_cseq % every == 0)
         };
         if remove {
             self.remove_subscription(key);
@@ -552,6 +670,11 @@ impl Server {
         if let Some(tag) = to.tag() {
             // In-dialog: refresh or unsubscribe.
             let key = DialogKey { call_id: call_id.to_string(), to_tag: tag.to_string(), from_tag };
+            if let Some(db) = self.shared_subs() {
+                let row = db.subscription(&key).map_err(|e| self.db_failed("reading a subscription", e))?;
+                let row = row.ok_or_else(|| Answer::new(481, "Subscription does not exist"))?;
+                self.state().subscriptions.adopt(&row, now);
+            }
             let mut st = self.state();
             let Some(s) = st.subscriptions.get_mut(&key).filter(|s| !s.ended) else {
                 return Err(Answer::new(481, "Subscription does not exist"));
@@ -637,21 +760,40 @@ impl Server {
             queue: Default::default(),
             in_flight: false,
             ended: expires == 0 || status == status::TERMINATED,
+            touched: now,
         };
         let key = s.key.clone();
-        self.state().subscriptions.insert(s);
-        self.save_subscription(&key);
+        if let Some(db) = self.shared_subs() {
+            db.save_subscription(&s).map_err(|e| self.db_failed("storing a subscription", e))?;
+            self.state().subscriptions.insert(s);
+        } else {
+            self.state().subscriptions.insert(s);
+            self.save_subscription(&key);
+        }
         Ok((ok(expires, &local_contact), key, pkg, true))
     }
 
     /// The status of a new watcher: its stored authorization, else the package's hook (and
     /// the result is stored, as Kamailio's `watchers` table).
     fn authorize(&self, pkg: &Package, pres_uri: &str, watcher_uri: &str, from_domain: &str) -> (i32, String) {
-        let k = (pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone());
-        let stored = self.state().watchers.get(&k).cloned();
+        let stored = self.stored_authorization(pres_uri, watcher_uri, &pkg.name);
         match stored {
             Some(a) if a.status != status::PENDING => (a.status, a.reason),
             _ => self.decide(pkg, pres_uri, watcher_uri, from_domain, stored.map_or(0, |a| a.status)),
+        }
+    }
+
+    /// The stored decision about a watcher: the `watchers` table in subs_db_mode 3 (shared
+    /// with other servers), memory otherwise.
+    fn stored_authorization(&self, pres_uri: &str, watcher_uri: &str, event: &str) -> Option<Authorization> {
+        match self.shared_subs() {
+            Some(db) => db.watcher(pres_uri, watcher_uri, event).unwrap_or_else(|e| {
+                tracing::error!("presence: reading the watcher {watcher_uri}: {e}");
+                None
+            }),
+            None => {
+                self.state().watchers.get(&(pres_uri.to_string(), watcher_uri.to_string(), event.to_string())).cloned()
+            }
         }
     }
 
@@ -683,7 +825,9 @@ impl Server {
         {
             tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
         }
-        self.state().watchers.insert((pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone()), a);
+        if self.shared_subs().is_none() {
+            self.state().watchers.insert((pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone()), a);
+        }
         (st, reason)
     }
 
@@ -702,7 +846,7 @@ impl Server {
             None
         };
         let last = s.ended || s.status == status::TERMINATED;
-        self.queue(key, |sub| QueuedNotify { state: subscription_state(sub, now), body, last });
+        self.queue(&s, |sub| QueuedNotify { state: subscription_state(sub, now), body, last });
     }
 
     /// A partial watcher-info NOTIFY about subscription `key` to the winfo watchers of its
@@ -710,7 +854,7 @@ impl Server {
     fn notify_winfo(self: &Arc<Self>, key: &DialogKey, pkg: &Package) {
         let Some(winfo_pkg) = self.package(&pkg.peer_name()).filter(|p| p.is_winfo()) else { return };
         let now = now();
-        let (watcher, targets) = {
+        let (watcher, pres_uri) = {
             let st = self.state();
             let Some(s) = st.subscriptions.get(key) else { return };
             let w = winfo::WatcherEntry {
@@ -718,19 +862,20 @@ impl Server {
                 id: s.key.call_id.clone(),
                 status: if s.ended { "terminated" } else { winfo::status_name(s.status) },
             };
-            let t: Vec<DialogKey> = st
-                .subscriptions
-                .live_for(&s.pres_uri, &winfo_pkg.name, now)
-                .filter(|w| w.status == status::ACTIVE)
-                .map(|w| w.key.clone())
-                .collect();
-            (w, t)
+            (w, s.pres_uri.clone())
         };
-        for k in targets {
+        let targets: Vec<Subscription> = self
+            .live_subscriptions(&pres_uri, &winfo_pkg.name, now)
+            .into_iter()
+            .filter(|w| w.status == status::ACTIVE)
+            .collect();
+        for t in targets {
             let watcher = watcher.clone();
             let ctype = winfo_pkg.content_type.clone();
-            self.queue(&k, move |sub| {
-                sub.version += 1;
+            // subs_db_mode 3 takes the version from the shared row, outside the lock.
+            let stored = self.shared_subs().and_then(|db| db.next_version(&t.key).ok().flatten());
+            self.queue(&t, move |sub| {
+                sub.version = stored.unwrap_or(sub.version + 1);
                 let doc = winfo::document(sub.version, false, &sub.pres_uri, &pkg.name, &[watcher]);
                 QueuedNotify { state: subscription_state(sub, now), body: Some((ctype, doc.into_bytes())), last: false }
             });
@@ -745,11 +890,25 @@ impl Server {
     pub fn refresh_watchers(self: &Arc<Self>, pres_uri: &str, event: &str, kind_: i32) -> i32 {
         let Some(pkg) = self.package(event) else { return -1 };
         let now = now();
-        let keys: Vec<DialogKey> =
-            self.state().subscriptions.live_for(pres_uri, &pkg.name, now).map(|s| s.key.clone()).collect();
+        let subs = self.live_subscriptions(pres_uri, &pkg.name, now);
+        if self.shared_subs().is_some() {
+            // The copies the steps below read and change (they go when idle).
+            let mut st = self.state();
+            for s in &subs {
+                st.subscriptions.adopt(s, now);
+            }
+        }
+        let keys: Vec<DialogKey> = subs.into_iter().map(|s| s.key).collect();
         if kind_ == 0 && pkg.req_auth {
             // Forget stored decisions, so the rules decide again.
-            self.state().watchers.retain(|(p, _, e), _| !(p == pres_uri && e == &pkg.name));
+            match self.shared_subs() {
+                Some(db) => {
+                    if let Err(e) = db.delete_watchers_of(pres_uri, &pkg.name) {
+                        tracing::error!("presence: forgetting the watchers of {pres_uri}: {e}");
+                    }
+                }
+                None => self.state().watchers.retain(|(p, _, e), _| !(p == pres_uri && e == &pkg.name)),
+            }
             for k in &keys {
                 let Some(s) = self.state().subscriptions.get(k).cloned() else { continue };
                 let previous = if s.reason == "polite-block" { status::POLITE_BLOCK } else { s.status };
@@ -784,18 +943,14 @@ impl Server {
     /// records older than a day go.
     pub fn clean(self: &Arc<Self>) {
         let now = now();
-        let expired = self.state().presentities.expired(now);
-        for (uri, event, etag) in expired {
-            let removed = self.state().presentities.remove(&uri, &event, &etag);
-            self.delete_publication(&uri, &event, &etag);
+        for (uri, event, p) in self.take_expired_publications(now) {
             if !self.cfg.force_delete
-                && let (Some(pkg), Some(p)) = (self.package(&event), removed)
+                && let Some(pkg) = self.package(&event)
             {
                 self.notify_presentity(&uri, &pkg, Some(p), None);
             }
         }
-        let subs = self.state().subscriptions.expired(now);
-        for k in subs {
+        for k in self.take_expired_subscriptions(now) {
             let pkg = {
                 let mut st = self.state();
                 let Some(s) = st.subscriptions.get_mut(&k) else { continue };
@@ -811,6 +966,11 @@ impl Server {
             }
         }
         let day_ago = now - 86_400;
+        if let Some(db) = self.shared_subs()
+            && let Err(e) = db.purge_pending_watchers(day_ago)
+        {
+            tracing::error!("presence: purging pending watchers: {e}");
+        }
         let old: Vec<(String, String, String)> = self
             .state()
             .watchers
@@ -825,6 +985,73 @@ impl Server {
             {
                 tracing::error!("presence: purging the watcher {}: {e}", k.1);
             }
+        }
+    }
+
+    /// Removes the publications expired at `now` and returns them. With publ_cache 0 each is
+    /// taken by deleting its row: of the servers sharing the table, the one whose delete
+    /// removed it notifies.
+    fn take_expired_publications(&self, now: i64) -> Vec<(String, String, Publication)> {
+        let Some(db) = self.shared_pubs() else {
+            let expired = self.state().presentities.expired(now);
+            let mut out = Vec::with_capacity(expired.len());
+            for (uri, event, etag) in expired {
+                let removed = self.state().presentities.remove(&uri, &event, &etag);
+                self.delete_publication(&uri, &event, &etag);
+                if let Some(p) = removed {
+                    out.push((uri, event, p));
+                }
+            }
+            return out;
+        };
+        let expired = db.expired_publications(now).unwrap_or_else(|e| {
+            tracing::error!("presence: reading expired publications: {e}");
+            Vec::new()
+        });
+        expired
+            .into_iter()
+            .filter(|(uri, event, p)| db.delete_publication(uri, event, &p.etag).is_ok_and(|n| n > 0))
+            .collect()
+    }
+
+    /// Dialogs of the subscriptions expired at `now`, in memory for their last NOTIFY. In
+    /// subs_db_mode 3 each is claimed in the shared table (one server sends the NOTIFY), and
+    /// ended rows a stopped server left behind at the previous pass are deleted.
+    fn take_expired_subscriptions(&self, now: i64) -> Vec<DialogKey> {
+        let Some(db) = self.shared_subs() else { return self.state().subscriptions.expired(now) };
+        let seen = std::mem::take(&mut self.state().ended_seen);
+        for k in &seen {
+            if let Err(e) = db.delete_ended(k) {
+                tracing::error!("presence: deleting an ended subscription: {e}");
+            }
+        }
+        match db.ended_subscriptions() {
+            Ok(ended) => self.state().ended_seen = ended,
+            Err(e) => tracing::error!("presence: reading ended subscriptions: {e}"),
+        }
+        let expired = db.expired_subscriptions(now).unwrap_or_else(|e| {
+            tracing::error!("presence: reading expired subscriptions: {e}");
+            Vec::new()
+        });
+        let mut out = Vec::new();
+        for k in expired {
+            if !db.claim_expired(&k, now).unwrap_or(false) {
+                continue;
+            }
+            if let Ok(Some(s)) = db.subscription(&k) {
+                self.state().subscriptions.adopt(&s, now);
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// subs_db_mode 3: drops in-memory copies of subscriptions with nothing to send that
+    /// were not read for two seconds (the database holds them).
+    pub fn evict_idle(&self) {
+        let gone = self.state().subscriptions.evict_idle(now() - 2);
+        if gone > 0 {
+            tracing::trace!("presence: {gone} idle subscription copies dropped");
         }
     }
 
@@ -844,6 +1071,14 @@ impl Server {
             2 => {
                 self.state().dirty.insert(key.clone());
             }
+            3 => {
+                let Some(s) = self.state().subscriptions.get(key).cloned() else { return };
+                if let Some(db) = &self.storage
+                    && let Err(e) = db.update_subscription(&s)
+                {
+                    tracing::error!("presence: storing the subscription of {}: {e}", s.watcher_uri());
+                }
+            }
             _ => {}
         }
     }
@@ -851,7 +1086,7 @@ impl Server {
     fn remove_subscription(&self, key: &DialogKey) {
         let Some(s) = self.state().subscriptions.remove(key) else { return };
         match self.cfg.subs_db_mode {
-            1 => {
+            1 | 3 => {
                 if let Some(db) = &self.storage
                     && let Err(e) = db.delete_subscription(&s.key)
                 {
@@ -890,15 +1125,20 @@ impl Server {
 
     /// True when `pres_uri` has live watchers of `event`.
     pub fn has_subscribers(&self, pres_uri: &str, event: &str) -> bool {
-        self.state().subscriptions.live_for(pres_uri, event, now()).next().is_some()
+        match self.shared_subs() {
+            Some(db) => db.has_subscriptions(pres_uri, event, now()).unwrap_or_else(|e| {
+                tracing::error!("presence: reading the watchers of {pres_uri}: {e}");
+                false
+            }),
+            None => self.state().subscriptions.live_for(pres_uri, event, now()).next().is_some(),
+        }
     }
 
     /// The status `watcher_uri` has for `pres_uri` (`pres_auth_status`): from the stored
     /// decision, else the `presence` package's rules.
     pub fn auth_status(&self, watcher_uri: &str, pres_uri: &str) -> i32 {
         let Some(pkg) = self.package("presence") else { return -1 };
-        let k = (pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone());
-        if let Some(a) = self.state().watchers.get(&k) {
+        if let Some(a) = self.stored_authorization(pres_uri, watcher_uri, &pkg.name) {
             return if a.reason == "polite-block" { status::POLITE_BLOCK } else { a.status };
         }
         let from_domain = user_host(watcher_uri).map(|(_, d)| d).unwrap_or_default();

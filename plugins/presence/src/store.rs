@@ -198,6 +198,9 @@ pub struct Subscription {
     pub in_flight: bool,
     /// Ended (unsubscribed, expired, rejected): gone once its last NOTIFY is answered.
     pub ended: bool,
+    /// subs_db_mode 3: when it was last read from the database (the copy here only carries
+    /// NOTIFYs in order and goes when idle).
+    pub touched: i64,
 }
 
 impl Subscription {
@@ -242,6 +245,43 @@ impl Subscriptions {
         if self.by_key.insert(key.clone(), s).is_none() {
             self.by_pres.push(&uri, &event, key);
         }
+    }
+
+    /// subs_db_mode 3: takes `s` as read from the database. Stored when absent; otherwise
+    /// what a server sharing the table may have changed is refreshed and the send state (queue,
+    /// NOTIFY out, CSeq) is kept.
+    pub fn adopt(&mut self, s: &Subscription, now: i64) {
+        match self.by_key.get_mut(&s.key) {
+            Some(m) => {
+                m.contact.clone_from(&s.contact);
+                m.expires = s.expires;
+                m.status = s.status;
+                m.reason.clone_from(&s.reason);
+                m.remote_cseq = m.remote_cseq.max(s.remote_cseq);
+                m.ended |= s.ended;
+                m.touched = now;
+            }
+            None => {
+                let mut c = s.clone();
+                c.touched = now;
+                self.insert(c);
+            }
+        }
+    }
+
+    /// subs_db_mode 3: drops the copies with nothing queued or out that were not read since
+    /// `before`; how many went.
+    pub fn evict_idle(&mut self, before: i64) -> usize {
+        let idle: Vec<DialogKey> = self
+            .by_key
+            .values()
+            .filter(|s| !s.in_flight && s.queue.is_empty() && s.touched < before)
+            .map(|s| s.key.clone())
+            .collect();
+        for k in &idle {
+            self.remove(k);
+        }
+        idle.len()
     }
 
     /// Removes the subscription of `key`.
@@ -361,6 +401,7 @@ mod tests {
             queue: VecDeque::new(),
             in_flight: false,
             ended: false,
+            touched: 0,
         }
     }
 
@@ -378,6 +419,25 @@ mod tests {
         let k = s.keys_for("sip:a@x", "presence")[0].clone();
         s.remove(&k);
         assert_eq!(s.keys_for("sip:a@x", "presence").len(), 1);
+    }
+
+    #[test]
+    fn adopted_copies_refresh_and_go_when_idle() {
+        let mut s = Subscriptions::default();
+        let mut row = sub("c");
+        s.adopt(&row, 10);
+        s.get_mut(&row.key).unwrap().in_flight = true;
+        s.get_mut(&row.key).unwrap().local_cseq = 7;
+        row.expires = 500;
+        row.contact = "sip:w@10.0.0.2".into();
+        s.adopt(&row, 20);
+        let m = s.get(&row.key).unwrap();
+        assert_eq!((m.expires, m.contact.as_str(), m.local_cseq, m.in_flight), (500, "sip:w@10.0.0.2", 7, true));
+        assert_eq!(s.evict_idle(100), 0, "a NOTIFY is out");
+        s.get_mut(&row.key).unwrap().in_flight = false;
+        assert_eq!(s.evict_idle(20), 0, "read at 20");
+        assert_eq!(s.evict_idle(21), 1);
+        assert!(s.is_empty());
     }
 
     #[test]
