@@ -176,6 +176,17 @@ impl<'a> RequestContext<'a> {
         if f(self.ctx, uri.into()) { Ok(()) } else { Err(Error::new(format!("`{uri}` is not a SIP URI"))) }
     }
 
+    /// Sets the path vector (Kamailio's `set_path_vector`): `path` is comma-separated
+    /// name-addrs (`<sip:edge;lr>,<sip:core;lr>`, a stored Path); the relay adds them as Route
+    /// headers, in order, on top of the request's own. The destination URI is not changed: set
+    /// it to the first hop too (as registrar's `lookup` does). An empty `path` clears it. Fails
+    /// when a value is not a `<sip:...>` URI, or when the host is too old to offer it.
+    pub fn set_path(&self, path: &str) -> Result<(), Error> {
+        let host = self.host()?;
+        let f = host.vtable().sip_set_path().ok_or_else(|| Error::new("this host cannot add a Path route set"))?;
+        if f(self.ctx, path.into()) { Ok(()) } else { Err(Error::new(format!("`{path}` is not a Path vector"))) }
+    }
+
     /// The local socket the request arrived on, as Kamailio writes it (`udp:127.0.0.1:5060`);
     /// `None` when the host does not offer it.
     pub fn received_socket(&self) -> Option<String> {

@@ -122,6 +122,7 @@ pub fn vtable() -> HostRef {
             sip_set_ruri,
             sip_received_socket,
             sip_set_dst_uri,
+            sip_set_path,
         }
         .leak_into_prefix()
     })
@@ -361,6 +362,26 @@ extern "C" fn sip_set_ruri(ctx: *const c_void, uri: RStr<'_>) -> bool {
 
 extern "C" fn sip_set_dst_uri(ctx: *const c_void, uri: RStr<'_>) -> bool {
     set_uri(ctx, uri, |c| &c.dst_uri)
+}
+
+extern "C" fn sip_set_path(ctx: *const c_void, path: RStr<'_>) -> bool {
+    let path = path.as_str().trim();
+    let routes = if path.is_empty() {
+        None
+    } else {
+        match crate::sip::context::route_set(path) {
+            Some(r) => Some(r),
+            None => return false,
+        }
+    };
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) => {
+            *c.path.borrow_mut() = routes;
+            true
+        }
+        None => false,
+    }
 }
 
 extern "C" fn sip_received_socket(ctx: *const c_void) -> RString {

@@ -68,11 +68,49 @@ pub struct RequestCtx {
     pub new_ruri: RefCell<Option<String>>,
     /// Destination URI (`$du`): where the relay sends the request, whatever R-URI and Route say.
     pub dst_uri: RefCell<Option<String>>,
+    /// Path vector (Kamailio's `path_vec`, set by registrar's `lookup`): name-addrs the relay
+    /// adds as Route headers above the request's own, in order ([`route_set`]).
+    pub path: RefCell<Option<Vec<String>>>,
     /// `record_route()`.
     pub record_route: Cell<bool>,
     /// The To-tag for replies to an out-of-dialog request: a hash of the dialog-identifying
     /// fields, so every reply to the same request (and its retransmissions) carries the same tag.
     pub to_tag: String,
+}
+
+/// A path vector (`<sip:a;lr>,<sip:b;lr>`) as the name-addrs of its Route headers, in order;
+/// `None` when a value is not a `<...>` SIP URI (or the vector is empty). Commas inside
+/// `<...>` or quotes do not split.
+pub fn route_set(path: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let (mut angle, mut quoted, mut start) = (false, false, 0);
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' if !angle => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => {
+                out.push(path[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(path[start..].trim());
+    let mut routes = Vec::with_capacity(out.len());
+    for value in out {
+        let uri = value.strip_prefix('<').and_then(|v| v.split_once('>')).map(|(u, _)| u)?;
+        let parsed = sip_message::SipUri::parse(uri).ok()?;
+        if !matches!(parsed.scheme(), sip_message::uri::Scheme::Sip | sip_message::uri::Scheme::Sips) {
+            return None;
+        }
+        if value.contains(['\r', '\n']) {
+            return None;
+        }
+        routes.push(value.to_string());
+    }
+    (!routes.is_empty()).then_some(routes)
 }
 
 impl RequestCtx {
@@ -98,6 +136,7 @@ impl RequestCtx {
             relayed: Cell::new(false),
             new_ruri: RefCell::new(None),
             dst_uri: RefCell::new(None),
+            path: RefCell::new(None),
             record_route: Cell::new(false),
             to_tag,
         }

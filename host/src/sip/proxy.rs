@@ -1,8 +1,10 @@
 //! The stateful relay (Kamailio's `t_relay`): a request leaves in a client transaction with
 //! our Via on top, and its responses come back upstream through the server transaction.
 //!
-//! Next hop: the first Route after popping ours (loose routing, RFC 3261 §16.4), else the
-//! Request-URI (after `rewriteuri`), resolved per RFC 3263. Max-Forwards is decremented (483 at
+//! Next hop: the destination URI (`$du`) when set, else the first hop of a path vector, else
+//! the first Route after popping ours (loose routing, RFC 3261 §16.4), else the Request-URI
+//! (after `rewriteuri`), resolved per RFC 3263. A path vector (registrar's `lookup` of a
+//! contact saved with Path, RFC 3327) becomes Route headers above the request's own. Max-Forwards is decremented (483 at
 //! zero), a Record-Route is added on request (`record_route()`), INVITEs get a 100 Trying
 //! upstream at once, and a CANCEL is answered here and sent downstream. ACKs to 2xx (no
 //! transaction) and stray 2xx responses to INVITE are forwarded statelessly.
@@ -17,7 +19,7 @@ use sip_transaction::TxId;
 
 use super::context::{RequestCtx, SipMsg};
 use super::core::{Owner, SipCore};
-use super::edit::{Edits, first_header_start, remove_first_value};
+use super::edit::{Edits, first_header_start, line_range, remove_first_value};
 use super::transport::{Dest, Proto, Source};
 
 /// What the relay keeps per relayed request: the request (to answer it locally on timeout,
@@ -212,25 +214,54 @@ pub fn send_client(core: &Arc<SipCore>, bytes: Bytes, dest: Dest, owner: Owner) 
 struct NextHop {
     uri: String,
     pop_route: bool,
+    /// A path vector's Route headers to add (name-addrs, in order).
+    path: Option<Vec<String>>,
 }
 
 /// The destination URI, when set, only changes where the request goes: our own Route is
-/// still popped, as Kamailio's loose routing does before `$du` is used.
-fn next_hop(core: &SipCore, view: &Message<'_>, ruri: &str, dst_uri: Option<&str>) -> NextHop {
+/// still popped, as Kamailio's loose routing does before `$du` is used. Without one, a path
+/// vector's first hop is next (it becomes the topmost Route).
+fn next_hop(
+    core: &SipCore,
+    view: &Message<'_>,
+    ruri: &str,
+    dst_uri: Option<&str>,
+    path: Option<Vec<String>>,
+) -> NextHop {
     let mut routes = view.routes();
     let first = routes.next().and_then(Result::ok).map(|r| r.uri_str().to_string());
     let hop = match first {
         Some(top) if core.is_myself(&top) => {
             let second = routes.next().and_then(Result::ok).map(|r| r.uri_str().to_string());
-            NextHop { uri: second.unwrap_or_else(|| ruri.to_string()), pop_route: true }
+            NextHop { uri: second.unwrap_or_else(|| ruri.to_string()), pop_route: true, path: None }
         }
-        Some(top) => NextHop { uri: top, pop_route: false },
-        None => NextHop { uri: ruri.to_string(), pop_route: false },
+        Some(top) => NextHop { uri: top, pop_route: false, path: None },
+        None => NextHop { uri: ruri.to_string(), pop_route: false, path: None },
     };
-    match dst_uri {
-        Some(du) => NextHop { uri: du.to_string(), ..hop },
-        None => hop,
+    let path = path.filter(|p| !p.is_empty());
+    let first_path = path
+        .as_ref()
+        .and_then(|p| p.first())
+        .and_then(|r| r.strip_prefix('<')?.split_once('>').map(|(u, _)| u.to_string()));
+    match (dst_uri, first_path) {
+        (Some(du), _) => NextHop { uri: du.to_string(), path, ..hop },
+        (None, Some(p)) => NextHop { uri: p, path, ..hop },
+        (None, None) => hop,
     }
+}
+
+/// Where a path vector's Route headers go: before the first Route header, or after the last
+/// Via when there is none (Kamailio's `insert_path_as_route`).
+fn path_position(view: &Message<'_>) -> usize {
+    let entries = view.header_entries();
+    if let Some(e) = entries.iter().find(|e| e.name == HeaderName::ROUTE) {
+        return e.name_start as usize;
+    }
+    entries
+        .iter()
+        .rposition(|e| e.name == HeaderName::VIA)
+        .and_then(|i| line_range(view, i))
+        .map_or_else(|| first_header_start(view), |(_, end)| end)
 }
 
 /// A SIP URI whose host is an IP address, as a destination, without DNS (RFC 3263 §4.1-4.2:
@@ -310,6 +341,10 @@ fn forward_edits(
     if hop.pop_route {
         remove_first_value(&mut edits, view, HeaderName::ROUTE);
     }
+    if let Some(path) = &hop.path {
+        let block: String = path.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        edits.insert(path_position(view), block);
+    }
     match view.header_entries().iter().find(|e| e.name == HeaderName::MAX_FORWARDS) {
         Some(e) => {
             let n: u32 =
@@ -335,7 +370,7 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
     }
     let is_invite = view.method() == Some(Method::Invite);
     let ruri = ctx.ruri();
-    let hop = next_hop(core, &view, &ruri, ctx.dst_uri.borrow().as_deref());
+    let hop = next_hop(core, &view, &ruri, ctx.dst_uri.borrow().as_deref(), ctx.path.borrow().clone());
     let new_ruri = ctx.new_ruri.borrow().clone();
     let record_route = ctx.record_route.get();
     let Some(server) = ctx.tx else {
@@ -408,4 +443,44 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::context::route_set;
+
+    fn with_path(raw: &str, path: &str) -> String {
+        let parsed = sip_message::parse(raw.as_bytes()).unwrap();
+        let view = Message::new(raw.as_bytes(), &parsed);
+        let mut edits = Edits::new();
+        let block: String = route_set(path).unwrap().iter().map(|r| format!("Route: {r}\r\n")).collect();
+        edits.insert(path_position(&view), block);
+        String::from_utf8(edits.apply(raw.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn path_vector_becomes_route_headers_in_order() {
+        assert_eq!(
+            route_set("<sip:edge1.test;lr>, <sip:edge2.test;lr>;x=\"a,b\"").unwrap(),
+            ["<sip:edge1.test;lr>", "<sip:edge2.test;lr>;x=\"a,b\""]
+        );
+        assert_eq!(route_set("sip:bare.test"), None, "a Path value is a name-addr");
+        assert_eq!(route_set("<mailto:x@y>"), None);
+        assert_eq!(route_set("<sip:a;lr>\r\nX: y"), None);
+
+        // No Route: after the last Via.
+        let raw = "MESSAGE sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 192.0.2.8;branch=z9hG4bK0\r\nTo: <sip:a@x>\r\nContent-Length: 0\r\n\r\n";
+        let out = with_path(raw, "<sip:edge1.test;lr>,<sip:edge2.test;lr>");
+        assert!(
+            out.contains(
+                "branch=z9hG4bK0\r\nRoute: <sip:edge1.test;lr>\r\nRoute: <sip:edge2.test;lr>\r\nTo: <sip:a@x>"
+            ),
+            "{out}"
+        );
+        // With Route headers: above the first one.
+        let raw = "MESSAGE sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\nRoute: <sip:next.test;lr>\r\nTo: <sip:a@x>\r\nContent-Length: 0\r\n\r\n";
+        let out = with_path(raw, "<sip:edge1.test;lr>");
+        assert!(out.contains("z9hG4bK1\r\nRoute: <sip:edge1.test;lr>\r\nRoute: <sip:next.test;lr>\r\n"), "{out}");
+    }
 }

@@ -348,4 +348,11 @@ pub struct HostVTable {
     /// Sets the destination URI of the request being routed (Kamailio's `$du`): the relay sends
     /// it there while the Request-URI stays as it is. False when `uri` is not a SIP URI.
     pub sip_set_dst_uri: extern "C" fn(ctx: *const c_void, uri: RStr<'_>) -> bool,
+    /// Sets the path vector of the request being routed (Kamailio's `set_path_vector`, what
+    /// registrar's `lookup` does for a contact saved with Path): comma-separated name-addrs
+    /// (`<sip:edge;lr>,<sip:core;lr>`), which the relay adds as Route headers, in order, above
+    /// the request's own Route headers (after the last Via when it has none). An empty `path`
+    /// clears it. False when a value is not a `<sip:...>` URI. Added after the prefix: a module
+    /// reads it as an `Option`.
+    pub sip_set_path: extern "C" fn(ctx: *const c_void, path: RStr<'_>) -> bool,
 }
