@@ -3,8 +3,10 @@
 //! anyone else, with callbacks on every contact change (`register_ulcb`), which pua_usrloc and
 //! similar modules use to follow registrations.
 //!
-//! Contacts are keyed by (table, AoR, contact URI): Kamailio's usrloc "domain" is the table
-//! name given to `save("location")`, and contacts match by their URI (matching_mode 0).
+//! Contacts are keyed by (table, AoR, binding): Kamailio's usrloc "domain" is the table name
+//! given to `save("location")`, and a REGISTER's contact is the same binding as a stored one by
+//! usrloc's `matching_mode` ([`matching`], [`same_binding`]): the contact URI (0), the URI and
+//! the Call-ID (1), or the URI and the Path (2).
 //! Callbacks run on the thread that made the change (a worker), after the change is applied,
 //! one change at a time in the order the changes were made. A callback may read the table
 //! (`get_contacts`) but must not change it (that would wait for itself). A panicking callback
@@ -43,6 +45,53 @@ pub mod upsert {
     pub const STALE: i32 = -2;
     /// The contact is invalid (empty AoR or contact) or the table name is unknown.
     pub const INVALID: i32 = -1;
+}
+
+/// usrloc's `matching_mode` values (Kamailio's `CONTACT_ONLY`, `CONTACT_CALLID`,
+/// `CONTACT_PATH`).
+pub mod matching {
+    /// A binding is its contact URI.
+    pub const CONTACT_ONLY: i32 = 0;
+    /// A binding is its contact URI and Call-ID: the same URI from another Call-ID is another
+    /// binding.
+    pub const CONTACT_CALLID: i32 = 1;
+    /// A binding is its contact URI and Path: the same URI through other proxies is another
+    /// binding. A REGISTER without Path (or a registrar without `use_path`) matches by the URI
+    /// alone, as Kamailio does.
+    pub const CONTACT_PATH: i32 = 2;
+}
+
+/// What identifies a binding under [`matching`]: borrowed from a stored contact or a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingKey<'a> {
+    /// The contact URI.
+    pub contact: &'a str,
+    /// The Call-ID.
+    pub callid: &'a str,
+    /// The Path, comma-separated (empty without one).
+    pub path: &'a str,
+}
+
+impl<'a> BindingKey<'a> {
+    /// The key of an [`FfiContact`].
+    pub fn of(c: &'a FfiContact) -> Self {
+        BindingKey { contact: c.contact.as_str(), callid: c.callid.as_str(), path: c.path.as_str() }
+    }
+}
+
+/// Whether `new` (from a REGISTER) is the binding `stored` under matching mode `mode`
+/// (Kamailio's `get_ucontact`: `contact_match`, `contact_callid_match`, `contact_path_match`).
+/// URIs, Call-IDs and Paths compare byte for byte, as Kamailio's `memcmp`. An unknown mode
+/// matches by URI.
+pub fn same_binding(mode: i32, stored: BindingKey<'_>, new: BindingKey<'_>) -> bool {
+    if stored.contact != new.contact {
+        return false;
+    }
+    match mode {
+        matching::CONTACT_CALLID => stored.callid == new.callid,
+        matching::CONTACT_PATH => new.path.is_empty() || stored.path == new.path,
+        _ => true,
+    }
 }
 
 /// A registered contact (`ucontact_t`), as it crosses the boundary.
@@ -125,8 +174,8 @@ pub struct UsrlocVTable {
     pub use_domain: extern "C" fn() -> bool,
     /// The unexpired contacts of `aor` in `table`.
     pub get_contacts: extern "C" fn(table: RStr<'_>, aor: RStr<'_>) -> RVec<FfiContact>,
-    /// Inserts or updates the contact matching (table, aor, contact); returns an [`upsert`]
-    /// code. The stored contact (with its ruid) goes to the callbacks.
+    /// Inserts or updates the contact that is the same binding ([`same_binding`]) in (table,
+    /// aor); returns an [`upsert`] code. The stored contact (with its ruid) goes to the callbacks.
     pub upsert_contact: extern "C" fn(contact: &FfiContact) -> i32,
     /// Removes one contact; 1 when it existed, 0 when not.
     pub delete_contact: extern "C" fn(table: RStr<'_>, aor: RStr<'_>, contact: RStr<'_>) -> i32,
@@ -135,6 +184,9 @@ pub struct UsrlocVTable {
     pub delete_aor: extern "C" fn(table: RStr<'_>, aor: RStr<'_>, ruid: RStr<'_>) -> i32,
     /// `register_ulcb(types, callback)`: 1, or -1 for an empty set of types.
     pub register_callback: extern "C" fn(types: i32, callback: FfiUlCallback) -> i32,
+    /// The `matching_mode` modparam ([`matching`]): how a REGISTER's contact finds its stored
+    /// binding, so registrar's CSeq and max_contacts checks count bindings as usrloc does.
+    pub matching_mode: extern "C" fn() -> i32,
 }
 
 /// The `usrloc` API.
@@ -214,6 +266,11 @@ impl Usrloc {
     pub fn register_callback(&self, types: i32, f: impl Fn(i32, &FfiContact) + Send + Sync + 'static) -> i32 {
         (self.vt.register_callback)(types, callback(f))
     }
+
+    /// usrloc's `matching_mode` ([`matching`]).
+    pub fn matching_mode(&self) -> i32 {
+        (self.vt.matching_mode)()
+    }
 }
 
 /// What the `usrloc` module implements to export the API.
@@ -230,6 +287,8 @@ pub trait UsrlocService: Send + Sync + 'static {
     fn delete_aor(&self, table: &str, aor: &str, ruid: &str) -> i32;
     /// Register a callback.
     fn register_callback(&self, types: i32, callback: FfiUlCallback) -> i32;
+    /// The `matching_mode` modparam.
+    fn matching_mode(&self) -> i32;
 }
 
 static SERVICE: super::ServiceSlot = super::ServiceSlot::new();
@@ -257,6 +316,10 @@ extern "C" fn register_callback_shim<T: UsrlocService>(types: i32, callback: Ffi
     guarded::<T, _>(-1, move |s| s.register_callback(types, callback))
 }
 
+extern "C" fn matching_mode_shim<T: UsrlocService>() -> i32 {
+    guarded::<T, _>(matching::CONTACT_ONLY, |s| s.matching_mode())
+}
+
 /// Exports `service` as the `usrloc` API (from the `usrloc` module's init; the module must
 /// declare `.exports("usrloc")`).
 pub fn export<T: UsrlocService>(host: &Host, service: &'static T) -> Result<(), Error> {
@@ -268,6 +331,7 @@ pub fn export<T: UsrlocService>(host: &Host, service: &'static T) -> Result<(), 
         delete_contact: delete_contact_shim::<T>,
         delete_aor: delete_aor_shim::<T>,
         register_callback: register_callback_shim::<T>,
+        matching_mode: matching_mode_shim::<T>,
     }));
     host.export::<UsrlocApi>(vt)
 }
@@ -295,5 +359,22 @@ mod tests {
         std::panic::set_hook(Box::new(|_| {}));
         callback(|_, _| panic!("boom")).call(cb::CONTACT_DELETE, &contact);
         std::panic::set_hook(prev);
+    }
+
+    #[test]
+    fn bindings_match_by_mode() {
+        let k = |contact, callid, path| BindingKey { contact, callid, path };
+        let stored = k("sip:a@192.0.2.1", "call-1", "<sip:edge1;lr>");
+        // Mode 0: the URI alone.
+        assert!(same_binding(matching::CONTACT_ONLY, stored, k("sip:a@192.0.2.1", "call-2", "<sip:edge2;lr>")));
+        assert!(!same_binding(matching::CONTACT_ONLY, stored, k("sip:a@192.0.2.2", "call-1", "<sip:edge1;lr>")));
+        // Mode 1: another Call-ID is another binding.
+        assert!(same_binding(matching::CONTACT_CALLID, stored, k("sip:a@192.0.2.1", "call-1", "")));
+        assert!(!same_binding(matching::CONTACT_CALLID, stored, k("sip:a@192.0.2.1", "call-2", "<sip:edge1;lr>")));
+        // Mode 2: another Path is another binding; no Path matches by URI.
+        assert!(same_binding(matching::CONTACT_PATH, stored, k("sip:a@192.0.2.1", "call-9", "<sip:edge1;lr>")));
+        assert!(!same_binding(matching::CONTACT_PATH, stored, k("sip:a@192.0.2.1", "call-1", "<sip:edge2;lr>")));
+        assert!(same_binding(matching::CONTACT_PATH, stored, k("sip:a@192.0.2.1", "call-1", "")));
+        assert!(!same_binding(matching::CONTACT_PATH, stored, k("sip:a@192.0.2.2", "call-1", "<sip:edge1;lr>")));
     }
 }

@@ -7,12 +7,22 @@
 //!   flags: 0x02 no reply, 0x04 the request's contacts replace every other binding.
 //! - `lookup(table[, uri])` — rewrites the Request-URI to the best contact of the AoR of the
 //!   Request-URI (or `uri`) and sets the branch flags it was saved with: 1 found, -1 not found.
+//!   A contact saved with a Path (`use_path`) is reached through it (RFC 3327): the destination
+//!   URI is the first Path hop and the relayed request carries the Path as Route headers, in
+//!   order, above its own; otherwise the destination is the contact's received address, if any.
 //! - `registered(table[, uri])` — 1 when the AoR has a contact, else -1.
 //! - `unregister(table, uri[, ruid])` — removes the AoR's contacts (or one): 1, or -1 if none.
+//!
+//! A REGISTER's contact refreshes or removes the stored binding usrloc's `matching_mode` says
+//! it is (the same URI; with the same Call-ID in mode 1; with the same Path in mode 2), and the
+//! CSeq order and `max_contacts` checks count bindings the same way.
+//!
+//! `path_use_received = 1`: the `received` parameter of the first Path URI (an edge proxy's
+//! record of the phone's public address) is stored as the contact's received address.
 
 pub mod request;
 
-use plugin_api::api::usrloc::{FfiContact, Usrloc, upsert};
+use plugin_api::api::usrloc::{BindingKey, FfiContact, Usrloc, same_binding, upsert};
 use plugin_api::prelude::*;
 
 use request::{Bindings, ExpiryRules, RegError, Register, reply_contact};
@@ -28,6 +38,9 @@ pub struct Registrar {
     rules: ExpiryRules,
     max_contacts: usize,
     use_path: bool,
+    path_use_received: bool,
+    /// usrloc's matching_mode, read at bind time.
+    matching_mode: i32,
 }
 
 fn now() -> i64 {
@@ -64,6 +77,16 @@ impl Registrar {
         }
     }
 
+    /// What identifies the binding a REGISTER's contact `uri` asks for.
+    fn new_key<'a>(&self, reg: &'a Register, uri: &'a str) -> BindingKey<'a> {
+        BindingKey { contact: uri, callid: &reg.callid, path: if self.use_path { &reg.path } else { "" } }
+    }
+
+    /// Whether stored contact `stored` is the binding of one of the request's `contacts`.
+    fn is_requested(&self, stored: &FfiContact, reg: &Register, contacts: &[request::NewContact]) -> bool {
+        contacts.iter().any(|c| same_binding(self.matching_mode, BindingKey::of(stored), self.new_key(reg, &c.uri)))
+    }
+
     fn reply_error(call: &FunctionCall<'_>, e: &RegError, reply: bool) -> i32 {
         tracing::info!("registrar: REGISTER refused: {} {} ({e})", e.code(), e.reason());
         if reply {
@@ -97,7 +120,7 @@ impl Registrar {
     /// lower CSeq.
     fn check_order(&self, table: &str, reg: &Register, contacts: &[request::NewContact]) -> Result<(), RegError> {
         for stored in self.ul.contacts(table, &reg.aor) {
-            if stored.callid.as_str() != reg.callid || !contacts.iter().any(|c| c.uri == stored.contact.as_str()) {
+            if stored.callid.as_str() != reg.callid || !self.is_requested(&stored, reg, contacts) {
                 continue;
             }
             let stored_cseq = u32::try_from(stored.cseq).unwrap_or(0);
@@ -155,7 +178,7 @@ impl Registrar {
             let kept_others = if flags & SAVE_REPLACE != 0 {
                 0
             } else {
-                existing.iter().filter(|s| !contacts.iter().any(|c| c.uri == s.contact.as_str())).count()
+                existing.iter().filter(|s| !self.is_requested(s, reg, contacts)).count()
             };
             let wanted = contacts.iter().filter(|c| c.expires > 0).count();
             if kept_others + wanted > self.max_contacts {
@@ -169,21 +192,32 @@ impl Registrar {
         let now = now();
         let (mut inserted, mut updated, mut deleted) = (false, false, false);
         if flags & SAVE_REPLACE != 0 {
-            for s in existing.iter().filter(|s| !contacts.iter().any(|c| c.uri == s.contact.as_str())) {
-                deleted |= self.ul.delete_contact(table, &reg.aor, s.contact.as_str());
+            for s in existing.iter().filter(|s| !self.is_requested(s, reg, contacts)) {
+                deleted |= self.ul.delete_aor(table, &reg.aor, Some(s.ruid.as_str())) > 0;
             }
         }
+        let path = if self.use_path { reg.path.as_str() } else { "" };
+        let path_received = if self.path_use_received { path_received(path) } else { None };
         for c in contacts {
             if c.expires == 0 {
-                deleted |= self.ul.delete_contact(table, &reg.aor, &c.uri);
+                // Only the binding this contact is (by matching_mode), as Kamailio's
+                // get_ucontact finds it.
+                let key = self.new_key(reg, &c.uri);
+                for s in existing.iter().filter(|s| same_binding(self.matching_mode, BindingKey::of(s), key)) {
+                    deleted |= self.ul.delete_aor(table, &reg.aor, Some(s.ruid.as_str())) > 0;
+                }
                 continue;
             }
+            let received = match &path_received {
+                Some(r) => r.clone(),
+                None => Self::received(&peer, &c.uri),
+            };
             let contact = FfiContact {
                 table: table.into(),
                 aor: reg.aor.as_str().into(),
                 contact: c.uri.as_str().into(),
-                received: Self::received(&peer, &c.uri).into(),
-                path: if self.use_path { reg.path.as_str().into() } else { "".into() },
+                received: received.into(),
+                path: path.into(),
                 socket: socket.as_str().into(),
                 user_agent: reg.user_agent.as_str().into(),
                 callid: reg.callid.as_str().into(),
@@ -248,13 +282,21 @@ impl Registrar {
         for f in (0..32u32).filter(|f| best.cflags & (1 << f) != 0) {
             request.set_branch_flag(f);
         }
-        // As Kamailio: a contact behind NAT is reached at the address its REGISTER came from,
-        // a contact registered through proxies (Path) through the first of them.
-        let first_path = best.path.split(',').next().map(str::trim).filter(|p| !p.is_empty());
-        let dst = if !best.received.is_empty() {
-            Some(best.received.as_str().trim())
-        } else {
-            first_path.map(|p| p.trim_start_matches('<').split('>').next().unwrap_or(p))
+        // As Kamailio: a contact registered through proxies (Path) is reached through the first
+        // of them, with the Path as the route set (RFC 3327 §5: the edge proxy handles NAT, so
+        // Path wins over received); a contact behind NAT without Path at the address its
+        // REGISTER came from.
+        let hops = path_uris(best.path.as_str());
+        let dst = match hops.first() {
+            Some(first) => {
+                // A Path the host cannot use as a route set (not `<sip:...>` values, e.g. a row
+                // another tool wrote) still names the first hop.
+                if let Err(e) = call.request().set_path(best.path.as_str()) {
+                    tracing::warn!("registrar: lookup({table}): {aor}: Path not added as Route headers: {e}");
+                }
+                Some(*first)
+            }
+            None => Some(best.received.as_str().trim()).filter(|r| !r.is_empty()),
         };
         if let Some(dst) = dst
             && let Err(e) = call.request().set_dst_uri(dst)
@@ -281,6 +323,63 @@ impl Registrar {
     }
 }
 
+/// The URIs of a Path vector (`<sip:a;lr>,<sip:b;lr>`, as stored), in order. Commas inside
+/// `<...>` or quotes do not split.
+pub fn path_uris(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (false, false, None);
+    for (i, ch) in path.char_indices() {
+        match ch {
+            '"' if !depth => quoted = !quoted,
+            '<' if !quoted && !depth => {
+                depth = true;
+                start = Some(i + 1);
+            }
+            '>' if depth => {
+                depth = false;
+                if let Some(s) = start.take() {
+                    out.push(path[s..i].trim());
+                }
+            }
+            _ => {}
+        }
+    }
+    out.retain(|u| !u.is_empty());
+    // A bare URI without angle brackets (not what registrar stores, but a table may hold it).
+    if out.is_empty() {
+        out.extend(path.split(',').map(str::trim).filter(|u| !u.is_empty()).map(|u| u.split(';').next().unwrap_or(u)));
+    }
+    out
+}
+
+/// The `received` parameter of the first Path URI, percent-decoded (Kamailio's
+/// `path_use_received`: an edge proxy records the phone's public address there).
+pub fn path_received(path: &str) -> Option<String> {
+    let first = *path_uris(path).first()?;
+    let value = first.split(';').skip(1).find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("received").then(|| v.trim())
+    })?;
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok().map(|s| s.trim_matches('"').to_string()).filter(|s| !s.is_empty())
+}
+
 /// save()'s flags: decimal or `0x` hex.
 fn parse_flags(s: &str) -> Result<i64, Error> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -304,7 +403,14 @@ impl Module for Registrar {
             .param(Param::int("max_expires", 0).min(0).doc("expiries above it are lowered to it (0: no limit)"))
             .param(Param::int("default_q", -1).range(-1..=1000).doc("q of a contact without one, in thousandths (-1: unspecified)"))
             .param(Param::int("max_contacts", 0).min(0).doc("most contacts per AoR (0: no limit); more are refused with 503"))
-            .param(Param::int("use_path", 0).range(0..=1).doc("1: store the Path header and return it in the 200"))
+            .param(
+                Param::int("use_path", 0)
+                    .range(0..=1)
+                    .doc("1: store the Path header, return it in the 200, and route lookup()'s requests through it"),
+            )
+            .param(Param::int("path_use_received", 0).range(0..=1).doc(
+                "1: store the `received` parameter of the first Path URI as the contact's received address",
+            ))
             .function(
                 Function::new("save", 1..=3, Self::save)
                     .doc("table [flags [uri]]: store the REGISTER's bindings and reply; 1 inserted, 2 updated, 3 deleted, 4 query, -1 error"),
@@ -324,8 +430,10 @@ impl Module for Registrar {
     }
 
     fn init(host: &Host, params: &Params) -> Result<Self, Error> {
+        let ul = Usrloc::bind(host)?;
         Ok(Registrar {
-            ul: Usrloc::bind(host)?,
+            ul,
+            matching_mode: ul.matching_mode(),
             rules: ExpiryRules {
                 default_expires: u32_param(params, "default_expires"),
                 min_expires: u32_param(params, "min_expires"),
@@ -334,6 +442,7 @@ impl Module for Registrar {
             },
             max_contacts: usize::try_from(params.int("max_contacts")).unwrap_or(0),
             use_path: params.int("use_path") == 1,
+            path_use_received: params.int("path_use_received") == 1,
         })
     }
 }
@@ -372,5 +481,26 @@ mod tests {
         assert_eq!(Registrar::received(&peer, "sip:a@10.0.0.2:5060"), "sip:192.0.2.9:40000");
         let tcp = plugin_api::sip::Peer { transport: plugin_api::sip::Transport::Tcp, ..peer };
         assert_eq!(Registrar::received(&tcp, "sip:a@10.0.0.2"), "sip:192.0.2.9:40000;transport=tcp");
+    }
+
+    #[test]
+    fn path_vectors() {
+        assert_eq!(
+            path_uris("<sip:edge1.test;lr>,<sip:edge2.test:5070;lr>"),
+            ["sip:edge1.test;lr", "sip:edge2.test:5070;lr"]
+        );
+        assert_eq!(path_uris(" <sip:a;lr;x=\"1,2\">;p=1 , <sip:b;lr>"), ["sip:a;lr;x=\"1,2\"", "sip:b;lr"]);
+        assert_eq!(path_uris("sip:bare.test;lr"), ["sip:bare.test"]);
+        assert!(path_uris("").is_empty());
+        assert_eq!(
+            path_received("<sip:edge.test;lr;received=sip:203.0.113.9%3A41000>,<sip:core;lr>").as_deref(),
+            Some("sip:203.0.113.9:41000")
+        );
+        assert_eq!(
+            path_received("<sip:edge.test;lr;received=sip:203.0.113.9:5060%3Btransport%3Dtcp>").as_deref(),
+            Some("sip:203.0.113.9:5060;transport=tcp")
+        );
+        assert_eq!(path_received("<sip:edge.test;lr>"), None);
+        assert_eq!(path_received(""), None);
     }
 }

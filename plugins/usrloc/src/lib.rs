@@ -1,8 +1,13 @@
 //! `usrloc` (Kamailio's usrloc): the location table of registered contacts. It keeps the
 //! contacts in memory (db_mode 0), writes each change through to Kamailio's `location` table
-//! (1) or writes the changes back every `timer_interval` (2), removes expired contacts on a
-//! timer, and exports the `usrloc` API (`bind_usrloc`) with callbacks on contact insert,
-//! update, delete and expiry. registrar writes it; pua_usrloc follows it.
+//! (1), writes the changes back every `timer_interval` (2), keeps them in the database only
+//! (3), or loads the table at start and never writes it (4, read-only); removes expired
+//! contacts on a timer, and exports the `usrloc` API (`bind_usrloc`) with callbacks on contact
+//! insert, update, delete and expiry. registrar writes it; pua_usrloc follows it.
+//!
+//! `matching_mode` decides which stored contact a REGISTER's contact is: the one with the same
+//! URI (0), the same URI and Call-ID (1), or the same URI and Path (2; a REGISTER without Path
+//! matches by URI), as Kamailio's `get_ucontact`.
 //!
 //! RPC: `ul.dump [brief]`, `ul.lookup table aor`, `ul.rm table aor`,
 //! `ul.rm_contact table aor contact` (Kamailio's names and reply shapes).
@@ -26,7 +31,7 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// db_mode values (Kamailio's numbers; 4, DB_READONLY, is not built).
+/// db_mode values (Kamailio's numbers).
 pub mod db_mode {
     /// Memory only.
     pub const NO_DB: i64 = 0;
@@ -36,6 +41,9 @@ pub mod db_mode {
     pub const WRITE_BACK: i64 = 2;
     /// No memory table: every operation reads and writes the database (servers may share it).
     pub const DB_ONLY: i64 = 3;
+    /// The table is loaded at start and never written (Kamailio's DB_READONLY): changes live
+    /// in memory only, as in db_mode 0.
+    pub const READ_ONLY: i64 = 4;
 }
 
 /// The table the module knows from the start (registrar's `save("location")`).
@@ -46,6 +54,7 @@ pub struct Usrloc {
     location: Mutex<Location>,
     storage: Option<Storage>,
     db_mode: i64,
+    matching_mode: i32,
     use_domain: bool,
     hash_size: u32,
     fetch_rows: u64,
@@ -79,7 +88,12 @@ impl Usrloc {
         if let Some(s) = &self.storage {
             let mut ensured = lock(&self.ensured);
             if !ensured.contains(table) {
-                s.ensure(table)?;
+                if self.db_mode == db_mode::READ_ONLY {
+                    // Never written: the table must exist (with its version row) already.
+                    s.check(table)?;
+                } else {
+                    s.ensure(table)?;
+                }
                 let rows = if self.db_mode == db_mode::DB_ONLY { Vec::new() } else { s.load(table, self.fetch_rows)? };
                 let n = rows.len();
                 let mut loc = self.location();
@@ -126,7 +140,7 @@ impl Usrloc {
         let ordered = lock(&self.ordered);
         let outcome = (|| -> Result<(R, Vec<Change>), StorageError> {
             let tx = s.transaction(table)?;
-            let mut scratch = Location::new("");
+            let mut scratch = Location::new("").with_matching(self.matching_mode);
             scratch.add_table(table);
             for c in s.select_aor(&tx, table, aor)? {
                 scratch.restore(c);
@@ -164,7 +178,7 @@ impl Usrloc {
             let ordered = lock(&self.ordered);
             let outcome = (|| -> Result<Vec<Change>, StorageError> {
                 let tx = s.transaction(&table)?;
-                let mut scratch = Location::new("");
+                let mut scratch = Location::new("").with_matching(self.matching_mode);
                 for c in s.select_expired(&tx, &table, now)? {
                     scratch.restore(c);
                 }
@@ -187,7 +201,7 @@ impl Usrloc {
     /// database (ul.dump).
     pub fn with_snapshot<R>(&self, f: impl FnOnce(&Location) -> R) -> R {
         let Some(s) = self.db_only() else { return f(&self.location()) };
-        let mut scratch = Location::new("");
+        let mut scratch = Location::new("").with_matching(self.matching_mode);
         let tables = self.location().table_names();
         for table in tables {
             scratch.add_table(&table);
@@ -343,17 +357,18 @@ impl Usrloc {
         })
     }
 
-    /// Removes one contact; whether it existed.
+    /// Removes the contacts with URI `contact` (one, unless matching_mode keeps several
+    /// bindings of a URI); whether there was one.
     pub fn delete_contact(&self, table: &str, aor: &str, contact: &str) -> bool {
         if let Some(s) = self.db_only() {
             return self.change_in_db(s, table, aor, false, |loc| {
-                let change = loc.delete_contact(table, aor, contact);
-                (change.is_some(), change.into_iter().collect())
+                let changes = loc.delete_contact(table, aor, contact);
+                (!changes.is_empty(), changes)
             });
         }
         self.change(|loc| {
-            let change = loc.delete_contact(table, aor, contact);
-            (change.is_some(), change.into_iter().collect())
+            let changes = loc.delete_contact(table, aor, contact);
+            (!changes.is_empty(), changes)
         })
     }
 
@@ -408,6 +423,10 @@ impl UsrlocService for Service {
         self.0.callbacks.write().unwrap_or_else(|p| p.into_inner()).push((types, callback));
         1
     }
+
+    fn matching_mode(&self) -> i32 {
+        self.0.matching_mode
+    }
 }
 
 impl Module for UsrlocModule {
@@ -417,11 +436,11 @@ impl Module for UsrlocModule {
             .exports("usrloc")
             .param(
                 Param::str("db_url", "sqlite://usrloc.sqlite").doc(
-                    "database of the location table (db_mode 1 and 2); relative SQLite paths are next to the config",
+                    "database of the location table (db_mode 1 to 4); relative SQLite paths are next to the config",
                 ),
             )
-            .param(Param::int("db_mode", 0).range(0..=3).doc(
-                "0: memory only; 1: write-through; 2: write-back every timer_interval; 3: database only (4, read-only, is not built)",
+            .param(Param::int("db_mode", 0).range(0..=4).doc(
+                "0: memory only; 1: write-through; 2: write-back every timer_interval; 3: database only; 4: read-only (loaded at start, never written)",
             ))
             .param(Param::int("timer_interval", 60).min(1).doc("seconds between expiry passes (and write-backs)"))
             .param(Param::int("use_domain", 0).range(0..=1).doc("1: AoRs are user@domain; 0: the user part only"))
@@ -431,7 +450,9 @@ impl Module for UsrlocModule {
                     .range(1..=20)
                     .doc("reported by ul.dump as Size (2^hash_size); the table grows as needed"),
             )
-            .param(Param::int("matching_mode", 0).range(0..=0).doc("0: contacts match by URI (1 and 2 are not built)"));
+            .param(Param::int("matching_mode", 0).range(0..=2).doc(
+                "which stored contact a REGISTER's contact is: 0 the same URI; 1 the same URI and Call-ID; 2 the same URI and Path (a REGISTER without Path: the URI)",
+            ));
         rpc::declare(info)
     }
 
@@ -443,10 +464,12 @@ impl Module for UsrlocModule {
             Some(Storage::open(host, params.str("db_url"), params.int("use_domain") == 1)?)
         };
         let ruid_prefix = format!("uloc-{:x}-{:x}", now(), std::process::id());
+        let matching_mode = i32::try_from(params.int("matching_mode")).unwrap_or(0);
         let state: &'static Usrloc = Box::leak(Box::new(Usrloc {
-            location: Mutex::new(Location::new(&ruid_prefix)),
+            location: Mutex::new(Location::new(&ruid_prefix).with_matching(matching_mode)),
             storage,
             db_mode,
+            matching_mode,
             use_domain: params.int("use_domain") == 1,
             hash_size: u32::try_from(params.int("hash_size")).unwrap_or(10),
             fetch_rows: u64::try_from(params.int("fetch_rows")).unwrap_or(2000),

@@ -174,6 +174,12 @@ impl Storage {
         self.db.check_version(table, LOCATION_VERSION).map_err(Self::err(table))
     }
 
+    /// Checks that `table` exists with Kamailio's version, creating nothing (db_mode 4 never
+    /// writes).
+    pub fn check(&self, table: &str) -> Result<(), StorageError> {
+        self.db.check_version(table, LOCATION_VERSION).map_err(Self::err(table))
+    }
+
     /// Every row of `table` (expired ones too: the first timer run expires them, with callbacks).
     pub fn load(&self, table: &str, page: u64) -> Result<Vec<Contact>, StorageError> {
         let mut out = Vec::new();

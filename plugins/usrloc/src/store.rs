@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use plugin_api::api::usrloc::{FfiContact, cb, upsert};
+use plugin_api::api::usrloc::{BindingKey, FfiContact, cb, same_binding, upsert};
 
 /// A registered contact (Kamailio's `ucontact_t`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,6 +97,11 @@ impl Contact {
         }
     }
 
+    /// What identifies its binding ([`same_binding`]).
+    pub fn key(&self) -> BindingKey<'_> {
+        BindingKey { contact: &self.contact, callid: &self.callid, path: &self.path }
+    }
+
     /// Whether the contact is still valid at `now` (permanent, or expiring later).
     pub fn alive(&self, now: i64) -> bool {
         self.expires == 0 || self.expires > now
@@ -119,6 +124,8 @@ pub struct Location {
     tables: HashMap<String, HashMap<String, Vec<Contact>>>,
     ruid_counter: u64,
     ruid_prefix: String,
+    /// usrloc's `matching_mode` ([`matching`]).
+    matching_mode: i32,
 }
 
 impl Location {
@@ -126,6 +133,17 @@ impl Location {
     /// `uloc-<start time>-<pid>` so ruids stay unique across restarts).
     pub fn new(ruid_prefix: &str) -> Self {
         Self { ruid_prefix: ruid_prefix.to_string(), ..Self::default() }
+    }
+
+    /// The same, with contacts matched by `mode` ([`matching`]) instead of by URI.
+    pub fn with_matching(mut self, mode: i32) -> Self {
+        self.matching_mode = mode;
+        self
+    }
+
+    /// The matching mode.
+    pub fn matching_mode(&self) -> i32 {
+        self.matching_mode
     }
 
     /// A new unique record id.
@@ -151,10 +169,12 @@ impl Location {
         v
     }
 
-    /// Puts a contact loaded from the database back, as it was.
+    /// Puts a contact loaded from the database back, as it was. A row of the same binding
+    /// loaded earlier (or of the same ruid) is replaced: the later row wins.
     pub fn restore(&mut self, c: Contact) {
+        let mode = self.matching_mode;
         let aor = self.tables.entry(c.table.clone()).or_default().entry(c.aor.clone()).or_default();
-        aor.retain(|o| o.contact != c.contact);
+        aor.retain(|o| o.ruid != c.ruid && !same_binding(mode, o.key(), c.key()));
         aor.push(c);
     }
 
@@ -184,9 +204,10 @@ impl Location {
         self.len() == 0
     }
 
-    /// Inserts or updates the contact matching (table, aor, contact URI). Returns the
-    /// [`upsert`] code and the change. A stored contact with the same Call-ID and a CSeq that
-    /// is not lower is left alone (`STALE`); an expired one is replaced as if new.
+    /// Inserts or updates the contact of the same binding in (table, aor): the same URI, and
+    /// by the matching mode the same Call-ID (1) or Path (2). Returns the [`upsert`] code and
+    /// the change. A stored contact with the same Call-ID and a CSeq that is not lower is left
+    /// alone (`STALE`); an expired one is replaced as if new.
     pub fn upsert(&mut self, mut c: Contact, now: i64) -> (i32, Option<Change>) {
         if c.table.is_empty() || c.aor.is_empty() || c.contact.is_empty() {
             return (upsert::INVALID, None);
@@ -199,7 +220,8 @@ impl Location {
             .or_default()
             .entry(c.aor.clone())
             .or_insert_with(|| Vec::with_capacity(1));
-        if let Some(old) = contacts.iter_mut().find(|o| o.contact == c.contact) {
+        let mode = self.matching_mode;
+        if let Some(old) = contacts.iter_mut().find(|o| same_binding(mode, o.key(), c.key())) {
             if old.alive(now) {
                 if old.callid == c.callid && old.cseq >= c.cseq {
                     return (upsert::STALE, None);
@@ -221,16 +243,19 @@ impl Location {
         (upsert::INSERTED, Some(Change { kind: cb::CONTACT_INSERT, contact: c }))
     }
 
-    /// Removes the contact with URI `contact` of `aor`.
-    pub fn delete_contact(&mut self, table: &str, aor: &str, contact: &str) -> Option<Change> {
-        let t = self.tables.get_mut(table)?;
-        let contacts = t.get_mut(aor)?;
-        let i = contacts.iter().position(|c| c.contact == contact)?;
-        let c = contacts.remove(i);
+    /// Removes the contacts with URI `contact` of `aor` (several when matching_mode 1 or 2
+    /// keeps more than one binding of a URI).
+    pub fn delete_contact(&mut self, table: &str, aor: &str, contact: &str) -> Vec<Change> {
+        let Some(t) = self.tables.get_mut(table) else { return Vec::new() };
+        let Some(contacts) = t.get_mut(aor) else { return Vec::new() };
+        let removed: Vec<Change> = contacts
+            .extract_if(.., |c| c.contact == contact)
+            .map(|contact| Change { kind: cb::CONTACT_DELETE, contact })
+            .collect();
         if contacts.is_empty() {
             t.remove(aor);
         }
-        Some(Change { kind: cb::CONTACT_DELETE, contact: c })
+        removed
     }
 
     /// Removes every contact of `aor`, or only the one whose ruid is `ruid` when it is given.
@@ -268,6 +293,7 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugin_api::api::usrloc::matching;
 
     fn contact(aor: &str, uri: &str, callid: &str, cseq: i32, expires: i64) -> Contact {
         Contact {
@@ -315,9 +341,10 @@ mod tests {
         l.upsert(contact("alice", "sip:a@1", "c1", 1, 1100), 1000);
         l.upsert(contact("alice", "sip:a@2", "c2", 1, 1200), 1000);
         l.upsert(contact("bob", "sip:b@1", "c3", 1, 0), 1000);
-        assert_eq!(l.delete_contact("location", "alice", "sip:a@9"), None);
-        let ch = l.delete_contact("location", "alice", "sip:a@1").unwrap();
-        assert_eq!((ch.kind, ch.contact.contact.as_str()), (cb::CONTACT_DELETE, "sip:a@1"));
+        assert_eq!(l.delete_contact("location", "alice", "sip:a@9"), []);
+        let ch = l.delete_contact("location", "alice", "sip:a@1");
+        assert_eq!(ch.len(), 1);
+        assert_eq!((ch[0].kind, ch[0].contact.contact.as_str()), (cb::CONTACT_DELETE, "sip:a@1"));
 
         assert!(l.expire(1199).is_empty(), "nothing is due yet");
         let expired = l.expire(1200);
@@ -347,5 +374,70 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].contact.contact, "sip:a@2");
         assert_eq!(l.aor("location", "alice").unwrap().len(), 1);
+    }
+
+    fn with_path(mut c: Contact, path: &str) -> Contact {
+        c.path = path.into();
+        c
+    }
+
+    #[test]
+    fn matching_mode_1_keys_bindings_by_call_id() {
+        let mut l = Location::new("u").with_matching(matching::CONTACT_CALLID);
+        assert_eq!(l.upsert(contact("alice", "sip:a@1", "c1", 5, 1100), 1000).0, upsert::INSERTED);
+        // The same URI from another Call-ID (another device or a reboot) is a second binding.
+        let (code, ch) = l.upsert(contact("alice", "sip:a@1", "c2", 1, 1200), 1001);
+        assert_eq!(code, upsert::INSERTED);
+        assert_eq!(ch.unwrap().contact.ruid, "u-2");
+        assert_eq!(l.aor("location", "alice").unwrap().len(), 2);
+        // Each refreshes on its own, with its own CSeq order.
+        assert_eq!(l.upsert(contact("alice", "sip:a@1", "c1", 5, 1300), 1002), (upsert::STALE, None));
+        let (code, ch) = l.upsert(contact("alice", "sip:a@1", "c2", 2, 1400), 1002);
+        assert_eq!((code, ch.unwrap().contact.ruid.as_str()), (upsert::UPDATED, "u-2"));
+        let exp: Vec<i64> = l.aor("location", "alice").unwrap().iter().map(|c| c.expires).collect();
+        assert_eq!(exp, [1100, 1400]);
+        // Mode 0 for comparison: the second Call-ID takes the binding over.
+        let mut l0 = Location::new("u");
+        l0.upsert(contact("alice", "sip:a@1", "c1", 5, 1100), 1000);
+        assert_eq!(l0.upsert(contact("alice", "sip:a@1", "c2", 1, 1200), 1001).0, upsert::UPDATED);
+        assert_eq!(l0.len(), 1);
+        // Removing the URI removes both bindings of mode 1.
+        assert_eq!(l.delete_contact("location", "alice", "sip:a@1").len(), 2);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn matching_mode_2_keys_bindings_by_path() {
+        let mut l = Location::new("u").with_matching(matching::CONTACT_PATH);
+        let edge1 = "<sip:edge1.test;lr>";
+        let edge2 = "<sip:edge2.test;lr>";
+        l.upsert(with_path(contact("alice", "sip:a@1", "c1", 1, 1100), edge1), 1000);
+        // Through another proxy: another binding, even with the same Call-ID.
+        let (code, _) = l.upsert(with_path(contact("alice", "sip:a@1", "c1", 2, 1200), edge2), 1001);
+        assert_eq!(code, upsert::INSERTED);
+        assert_eq!(l.aor("location", "alice").unwrap().len(), 2);
+        // Through the first proxy again: its binding is refreshed.
+        let (code, ch) = l.upsert(with_path(contact("alice", "sip:a@1", "c1", 3, 1300), edge1), 1002);
+        assert_eq!((code, ch.unwrap().contact.ruid.as_str()), (upsert::UPDATED, "u-1"));
+        // No Path: the URI alone decides (the first binding of it).
+        let (code, ch) = l.upsert(contact("alice", "sip:a@1", "c1", 4, 1400), 1003);
+        assert_eq!((code, ch.unwrap().contact.ruid.as_str()), (upsert::UPDATED, "u-1"));
+        assert_eq!(l.aor("location", "alice").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn restore_keeps_distinct_bindings_of_one_uri() {
+        let mut rows = vec![contact("alice", "sip:a@1", "c1", 1, 0), contact("alice", "sip:a@1", "c2", 1, 0)];
+        rows[0].ruid = "r1".into();
+        rows[1].ruid = "r2".into();
+        let mut l1 = Location::new("u").with_matching(matching::CONTACT_CALLID);
+        let mut l0 = Location::new("u");
+        for r in &rows {
+            l1.restore(r.clone());
+            l0.restore(r.clone());
+        }
+        assert_eq!(l1.len(), 2, "mode 1: two Call-IDs, two bindings");
+        assert_eq!(l0.len(), 1, "mode 0: one URI, one binding (the later row)");
+        assert_eq!(l0.aor("location", "alice").unwrap()[0].ruid, "r2");
     }
 }
