@@ -1,15 +1,16 @@
 //! usrloc + registrar end to end: REGISTER per RFC 3261 §10 over real UDP (add, refresh,
 //! remove one, `*`, a contact parameter overriding Expires, clamping to max_expires, q-values,
 //! out-of-order CSeq), malformed REGISTERs refused with nothing stored, expiry on the timer,
-//! `lookup("location")` relaying a MESSAGE to the registered phone, the ul.* RPCs, sipp's
-//! registration scenario, and the `location` table across restarts on SQLite, PostgreSQL and
-//! MariaDB.
+//! `lookup("location")` relaying a MESSAGE to the registered phone (through its Path, with
+//! Route headers, to a sipp edge proxy), usrloc's matching_mode 1 (sipp) and 2, the ul.* RPCs,
+//! sipp's registration scenario, the `location` table across restarts on SQLite, PostgreSQL
+//! and MariaDB, and db_mode 4 (read-only) on SQLite.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use e2e::dbs::Database;
-use e2e::kamailio::reply;
+use e2e::kamailio::{SippServer, reply};
 use e2e::sip::{Client, header, headers, request, status};
 use e2e::{Host, database_tests, eventually};
 use serde_json::{Value, json};
@@ -391,6 +392,204 @@ fn sipp_register_scenario() {
         h.log()
     );
     assert_eq!(contact_count(&h), 0, "every phone unregistered");
+}
+
+/// Runs `tests/sipp/<scenario>.xml` as phones (UAC) against `h`, `calls` calls: `Ok` when sipp
+/// exited 0 (every check passed), else its output and error log.
+fn sipp_phones(h: &Host, scenario: &str, calls: u32) -> Result<(), String> {
+    let file = e2e::root().join(format!("tests/sipp/{scenario}.xml"));
+    let err = h.dir.join(&format!("sipp-{scenario}-err.log"));
+    let _ = std::fs::remove_file(&err);
+    let out = std::process::Command::new("sipp")
+        .args(["-sf", file.to_str().unwrap(), "-m", &calls.to_string(), "-r", "10", "-i", "127.0.0.1", "-s", "phone"])
+        .args(["-p", &e2e::free_port().to_string()])
+        .args(["-nostdin", "-timeout", "20s", "-trace_err", "-error_file", err.to_str().unwrap()])
+        .arg(format!("127.0.0.1:{}", h.sip))
+        .output()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "sipp failed ({:?}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(&err).unwrap_or_default()
+    ))
+}
+
+/// usrloc `matching_mode = 1`: the same Contact URI from two Call-IDs is two bindings, each
+/// refreshed and removed on its own (tests/sipp/register_callid_matching.xml, 5 phones). The
+/// same scenario fails against matching_mode 0, where the second Call-ID takes the binding over.
+#[test]
+fn matching_mode_1_keeps_a_binding_per_call_id() {
+    let h = registrar("registrar-match-callid", "matching_mode = 1");
+    if let Err(e) = sipp_phones(&h, "register_callid_matching", 5) {
+        panic!("{e}\n{}", h.log());
+    }
+    assert_eq!(contact_count(&h), 0, "every binding was removed");
+
+    // The same URI twice in ul.lookup, one per Call-ID.
+    let mut c = Client::udp(h.sip_addr());
+    let uri = "sip:lena@192.0.2.40";
+    for call in ["m1-a", "m1-b"] {
+        let r = c.transact(&register(&c, &h, "lena", call, 1, &[&format!("Contact: <{uri}>")]));
+        assert_eq!(status(&r), 200, "{r}");
+    }
+    let l = lookup(&h, "lena");
+    let mut calls: Vec<String> = l["result"]["Contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Contact"]["Call-ID"].as_str().unwrap_or("").to_string())
+        .collect();
+    calls.sort();
+    assert_eq!(calls, ["m1-a", "m1-b"], "{l}");
+    // An old CSeq is still refused within its own Call-ID.
+    let r = c.transact(&register(&c, &h, "lena", "m1-a", 1, &[&format!("Contact: <{uri}>")]));
+    assert_eq!(status(&r), 500, "{r}");
+
+    let h0 = registrar("registrar-match-uri", "");
+    assert!(sipp_phones(&h0, "register_callid_matching", 1).is_err(), "matching_mode 0 must fail the scenario");
+}
+
+/// usrloc `matching_mode = 2`: the same Contact URI registered through two edge proxies (two
+/// Paths) is two bindings; a REGISTER through one of them refreshes only its own.
+#[test]
+fn matching_mode_2_keeps_a_binding_per_path() {
+    let h = registrar_with("registrar-match-path", "matching_mode = 2", "use_path = 1");
+    let mut c = Client::udp(h.sip_addr());
+    let uri = "sip:mia@192.0.2.41";
+    let edge = |n: u32| format!("Path: <sip:edge{n}.test;lr>");
+    let r = c.transact(&register(&c, &h, "mia", "m2", 1, &[&edge(1), "Expires: 600", &format!("Contact: <{uri}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let r = c.transact(&register(&c, &h, "mia", "m2", 2, &[&edge(2), "Expires: 300", &format!("Contact: <{uri}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let paths = |h: &Host| {
+        let l = lookup(h, "mia");
+        let mut v: Vec<(String, i64)> = l["result"]["Contacts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["Contact"]["Path"].as_str().unwrap_or("").to_string(),
+                            c["Contact"]["Expires"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let p = paths(&h);
+    assert_eq!(p.len(), 2, "two bindings of one URI: {p:?}");
+    assert_eq!((p[0].0.as_str(), p[1].0.as_str()), ("<sip:edge1.test;lr>", "<sip:edge2.test;lr>"));
+    assert!(p[0].1 > 500 && p[1].1 <= 300, "{p:?}");
+    // Through edge 1 again: only its binding changes.
+    let r = c.transact(&register(&c, &h, "mia", "m2", 3, &[&edge(1), "Expires: 100", &format!("Contact: <{uri}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let p = paths(&h);
+    assert!(p[0].1 <= 100 && p[1].1 > 100, "edge1 refreshed to 100, edge2 kept: {p:?}");
+    // Removing through edge 2 leaves edge 1's.
+    let r = c.transact(&register(&c, &h, "mia", "m2", 4, &[&edge(2), &format!("Contact: <{uri}>;expires=0")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let p = paths(&h);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "<sip:edge1.test;lr>");
+}
+
+/// RFC 3327: a phone registered through an edge proxy (Path) is reached through it. The
+/// MESSAGE goes to the first Path hop (a sipp UAS playing the edge proxy) with the Path as
+/// Route headers in order and the Request-URI still the phone's Contact, whose address
+/// (TEST-NET-1) nothing answers at. `path_use_received` stores the edge's `received` parameter.
+#[test]
+fn lookup_routes_through_the_stored_path() {
+    let mut edge = SippServer::start("path_proxy_uas", 1, &[], Duration::from_secs(20));
+    let h = registrar_with("registrar-path-route", "", "use_path = 1\npath_use_received = 1");
+    let mut phone = Client::udp(h.sip_addr());
+    let first = format!("<sip:127.0.0.1:{};lr;received=sip:198.51.100.7%3A5099>", edge.port);
+    let path = format!("Path: {first}, <sip:edge2.test;lr>");
+    let contact = "sip:phone@192.0.2.50:5060";
+    let r = phone.transact(&register(&phone, &h, "paula", "path-1", 1, &[&path, &format!("Contact: <{contact}>")]));
+    assert_eq!(status(&r), 200, "{r}");
+    let l = lookup(&h, "paula");
+    assert_eq!(l["result"]["Contacts"][0]["Contact"]["Received"], "sip:198.51.100.7:5099", "path_use_received: {l}");
+
+    let mut sender = Client::udp(h.sip_addr());
+    let msg =
+        request(&sender, "MESSAGE", &format!("sip:paula@127.0.0.1:{}", h.sip), &["Content-Type: text/plain"], "hi");
+    sender.send(msg.as_bytes());
+    let r = sender.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("no answer\n{}\n{}", edge.report(), h.log()));
+    assert_eq!(status(&r), 200, "{r}\n{}", edge.report());
+    if let Err(e) = edge.wait() {
+        panic!("{e}\n{}", h.log());
+    }
+    // The order, exactly: the first Path hop on top, then the second, before the request's own.
+    let seen = edge.messages();
+    let route1 = format!("Route: {first}\r\nRoute: <sip:edge2.test;lr>\r\n");
+    assert!(seen.contains(&format!("MESSAGE {contact} SIP/2.0")), "{seen}");
+    assert!(seen.replace("\r\n", "\n").contains(&route1.replace("\r\n", "\n")), "{seen}");
+}
+
+/// db_mode 4 (read-only): the table written by a db_mode 1 registrar is loaded at start; new
+/// registrations and removals work in memory and never reach the table.
+#[test]
+fn db_mode_4_loads_and_never_writes() {
+    let db = e2e::dbs::sqlite();
+    let file = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+    let rows = |f: &std::path::Path| {
+        let mut v: Vec<String> = e2e::kamailio::query(f, "SELECT username, contact, cseq, expires, ruid FROM location")
+            .iter()
+            .map(|r| Value::Object(r.clone()).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut w = registrar("registrar-ro-writer", &format!("db_mode = 1\ndb_url = \"{}\"", db.url));
+    let mut c = Client::udp(w.sip_addr());
+    for user in ["olga", "otto"] {
+        let r = c.transact(&register(
+            &c,
+            &w,
+            user,
+            &format!("ro-{user}"),
+            1,
+            &[&format!("Contact: <sip:{user}@192.0.2.60>")],
+        ));
+        assert_eq!(status(&r), 200, "{r}");
+    }
+    w.stop();
+    let before = rows(&file);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let mut h = registrar("registrar-ro", &format!("db_mode = 4\ndb_url = \"{}\"", db.url));
+    assert_eq!(
+        lookup(&h, "olga")["result"]["Contacts"][0]["Contact"]["Address"],
+        "sip:olga@192.0.2.60",
+        "loaded at start\n{}",
+        h.log()
+    );
+    let mut c = Client::udp(h.sip_addr());
+    let r = c.transact(&register(&c, &h, "pia", "ro-pia", 1, &["Contact: <sip:pia@192.0.2.61>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    let r = c.transact(&register(&c, &h, "olga", "ro-olga", 2, &["Contact: <sip:olga@192.0.2.60>;expires=0"]));
+    assert_eq!((status(&r), bindings(&r).len()), (200, 0), "{r}");
+    let r = c.transact(&register(&c, &h, "otto", "ro-otto", 2, &["Expires: 120", "Contact: <sip:otto@192.0.2.60>"]));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(lookup(&h, "pia")["result"]["Contacts"].as_array().map_or(0, Vec::len), 1, "kept in memory");
+    assert_eq!(lookup(&h, "olga")["error"]["code"], 404);
+    h.result("ul.rm", json!(["location", "otto"]));
+    h.stop();
+    assert_eq!(rows(&file), before, "db_mode 4 wrote to the table");
+
+    // Started again, it has the table's contacts back, not what it did in memory.
+    h.restart();
+    assert_eq!(lookup(&h, "olga")["result"]["Contacts"].as_array().map_or(0, Vec::len), 1);
+    assert_eq!(lookup(&h, "pia")["error"]["code"], 404);
+    h.stop();
+    assert_eq!(rows(&file), before);
 }
 
 /// The `location` table across restarts: write-through (1) and database-only (3) survive a
