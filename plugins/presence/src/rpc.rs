@@ -102,7 +102,7 @@ impl PresenceModule {
             return Ok(Value::Array(all.iter().map(|(u, e, p)| publication_json(u, e, p, full)).collect()));
         }
         let st = self.server().state();
-        Ok(Value::Array(st.presentities.iter().map(|(u, e, p)| publication_json(u, e, p, full)).collect()))
+        Ok(Value::Array(st.presentities.iter().map(|(u, e, p)| publication_json(u, e, &p, full)).collect()))
     }
 
     fn rpc_presentity_show(&self, call: &RpcCall) -> RpcResult {
@@ -125,7 +125,7 @@ impl PresenceModule {
             st.presentities
                 .iter()
                 .filter(|(u, _, _)| matches(u))
-                .map(|(u, e, p)| publication_json(u, e, p, full))
+                .map(|(u, e, p)| publication_json(u, e, &p, full))
                 .collect(),
         ))
     }

@@ -143,7 +143,7 @@ impl Server {
                 tracing::error!("presence: reading the publications of {uri}: {e}");
                 Vec::new()
             }),
-            None => self.state().presentities.current(uri, event, now).into_iter().cloned().collect(),
+            None => self.state().presentities.current(uri, event, now),
         }
     }
 
@@ -267,7 +267,7 @@ impl Server {
             Some(db) => db
                 .find_publication(&pres_uri, &pkg.name, etag)
                 .map_err(|e| self.db_failed(&format!("reading the publication of {pres_uri}"), e))?,
-            None => self.state().presentities.find(&pres_uri, &pkg.name, etag).cloned(),
+            None => self.state().presentities.find(&pres_uri, &pkg.name, etag),
         };
         let Some(old) = old else { return Err(unknown()) };
         // Each change below is conditional on the old ETag still being there: of two requests
