@@ -165,7 +165,8 @@ impl Packed {
 #[derive(Default)]
 pub struct Presentities {
     table: hashbrown::HashTable<Packed>,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// SipHash with a random key, as std's maps: presentity URIs come from the network.
+    hasher: std::hash::RandomState,
 }
 
 impl std::fmt::Debug for Presentities {
