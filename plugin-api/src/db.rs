@@ -277,6 +277,106 @@ fn set_values(op: &mut FfiDbOp, values: &[(&str, Value)]) {
     op.values = values.iter().map(|(_, v)| v.to_ffi()).collect();
 }
 
+fn insert_op(table: &str, values: &[(&str, Value)]) -> FfiDbOp {
+    let mut o = op(1, table);
+    set_values(&mut o, values);
+    o
+}
+
+fn update_op(table: &str, set: &[(&str, Value)], conds: &[Cond]) -> FfiDbOp {
+    let mut o = op(2, table);
+    set_values(&mut o, set);
+    o.conds = conds.iter().map(Cond::to_ffi).collect();
+    o
+}
+
+fn delete_op(table: &str, conds: &[Cond]) -> FfiDbOp {
+    let mut o = op(3, table);
+    o.conds = conds.iter().map(Cond::to_ffi).collect();
+    o
+}
+
+fn upsert_op(table: &str, key: &[&str], values: &[(&str, Value)]) -> FfiDbOp {
+    let mut o = op(4, table);
+    set_values(&mut o, values);
+    o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
+    o
+}
+
+fn upsert_many_op(table: &str, key: &[&str], columns: &[&str], rows: &[Vec<Value>]) -> Result<FfiDbOp, Error> {
+    if let Some(bad) = rows.iter().find(|r| r.len() != columns.len()) {
+        return Err(Error::new(format!("{} columns but a row of {} values for {table}", columns.len(), bad.len())));
+    }
+    let mut o = op(4, table);
+    o.columns = columns.iter().map(|c| RString::from(*c)).collect();
+    o.values = rows.iter().flatten().map(Value::to_ffi).collect();
+    o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
+    Ok(o)
+}
+
+/// Writes that commit together, all or none: built with its methods, run by [`Db::write`].
+/// On SQLite a batch is one unit of the host's group commit, so the writes of one request
+/// cost one commit (one fsync) shared with other requests', instead of one each.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<FfiDbOp>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an [`Executor::insert`].
+    pub fn insert(&mut self, table: &str, values: &[(&str, Value)]) -> &mut Self {
+        self.ops.push(insert_op(table, values));
+        self
+    }
+
+    /// Adds an [`Executor::update`].
+    pub fn update(&mut self, table: &str, set: &[(&str, Value)], conds: &[Cond]) -> &mut Self {
+        self.ops.push(update_op(table, set, conds));
+        self
+    }
+
+    /// Adds an [`Executor::delete`].
+    pub fn delete(&mut self, table: &str, conds: &[Cond]) -> &mut Self {
+        self.ops.push(delete_op(table, conds));
+        self
+    }
+
+    /// Adds an [`Executor::upsert`].
+    pub fn upsert(&mut self, table: &str, key: &[&str], values: &[(&str, Value)]) -> &mut Self {
+        self.ops.push(upsert_op(table, key, values));
+        self
+    }
+
+    /// Adds an [`Executor::upsert_many`] (nothing for no rows).
+    pub fn upsert_many(
+        &mut self,
+        table: &str,
+        key: &[&str],
+        columns: &[&str],
+        rows: &[Vec<Value>],
+    ) -> Result<&mut Self, Error> {
+        if !rows.is_empty() {
+            self.ops.push(upsert_many_op(table, key, columns, rows)?);
+        }
+        Ok(self)
+    }
+
+    /// Number of statements.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// No statements.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
 impl Executor {
     fn exec(&self, op: &FfiDbOp) -> Result<FfiDbResult, Error> {
         match (self.host.vtable().db_exec())(self.db, self.tx, op) {
@@ -292,16 +392,13 @@ impl Executor {
 
     /// `INSERT INTO table (columns) VALUES (...)`; returns the rows inserted.
     pub fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<u64, Error> {
-        let mut o = op(1, table);
-        set_values(&mut o, values);
-        self.exec(&o).map(|r| r.affected)
+        self.exec(&insert_op(table, values)).map(|r| r.affected)
     }
 
     /// `INSERT` that returns the new value of the auto-increment column `id_column` (Kamailio
     /// tables call it `id`).
     pub fn insert_returning_id(&self, table: &str, id_column: &str, values: &[(&str, Value)]) -> Result<i64, Error> {
-        let mut o = op(1, table);
-        set_values(&mut o, values);
+        let mut o = insert_op(table, values);
         o.returning = id_column.into();
         self.exec(&o).map(|r| r.last_insert_id)
     }
@@ -315,10 +412,7 @@ impl Executor {
 
     /// `UPDATE table SET ... WHERE conds`; returns the rows updated.
     pub fn update(&self, table: &str, set: &[(&str, Value)], conds: &[Cond]) -> Result<u64, Error> {
-        let mut o = op(2, table);
-        set_values(&mut o, set);
-        o.conds = conds.iter().map(Cond::to_ffi).collect();
-        self.exec(&o).map(|r| r.affected)
+        self.exec(&update_op(table, set, conds)).map(|r| r.affected)
     }
 
     /// `UPDATE table SET column = column + 1 WHERE conds` in one statement, so concurrent
@@ -333,17 +427,12 @@ impl Executor {
 
     /// `DELETE FROM table WHERE conds` (all rows when `conds` is empty); returns the rows deleted.
     pub fn delete(&self, table: &str, conds: &[Cond]) -> Result<u64, Error> {
-        let mut o = op(3, table);
-        o.conds = conds.iter().map(Cond::to_ffi).collect();
-        self.exec(&o).map(|r| r.affected)
+        self.exec(&delete_op(table, conds)).map(|r| r.affected)
     }
 
     /// Inserts the row, or updates the other columns of the row whose unique key `key` matches.
     pub fn upsert(&self, table: &str, key: &[&str], values: &[(&str, Value)]) -> Result<u64, Error> {
-        let mut o = op(4, table);
-        set_values(&mut o, values);
-        o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
-        self.exec(&o).map(|r| r.affected)
+        self.exec(&upsert_op(table, key, values)).map(|r| r.affected)
     }
 
     /// [`Executor::upsert`] for many rows in one statement (`VALUES (...), (...)`): each of
@@ -353,14 +442,7 @@ impl Executor {
         if rows.is_empty() {
             return Ok(0);
         }
-        if let Some(bad) = rows.iter().find(|r| r.len() != columns.len()) {
-            return Err(Error::new(format!("{} columns but a row of {} values for {table}", columns.len(), bad.len())));
-        }
-        let mut o = op(4, table);
-        o.columns = columns.iter().map(|c| RString::from(*c)).collect();
-        o.values = rows.iter().flatten().map(Value::to_ffi).collect();
-        o.key_columns = key.iter().map(|c| RString::from(*c)).collect();
-        self.exec(&o).map(|r| r.affected)
+        self.exec(&upsert_many_op(table, key, columns, rows)?).map(|r| r.affected)
     }
 
     /// The `table_version` of `table` in Kamailio's `version` table, if it has a row.
@@ -396,6 +478,25 @@ pub struct Db {
 impl Db {
     pub(crate) fn new(host: Host, db: u32) -> Self {
         Self { exec: Executor { host, db, tx: 0 } }
+    }
+
+    /// Runs `batch`: every write or none, and the rows each affected. Outside a transaction
+    /// only (a transaction already groups its writes). A host without batches runs it in a
+    /// transaction.
+    pub fn write(&self, batch: &Batch) -> Result<Vec<u64>, Error> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(exec_batch) = self.exec.host.vtable().db_exec_batch() else {
+            let tx = self.transaction(&[])?;
+            let affected = batch.ops.iter().map(|o| tx.exec(o).map(|r| r.affected)).collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            return Ok(affected);
+        };
+        match exec_batch(self.exec.db, batch.ops.as_slice().into()) {
+            ROk(r) => Ok(r.iter().map(|r| r.affected).collect()),
+            RErr(e) => Err(Error::new(e.into_string())),
+        }
     }
 
     /// Starts a transaction. `lock_tables` are write-locked until it ends where the database

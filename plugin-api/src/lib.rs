@@ -57,7 +57,7 @@ pub use rpc::{DelayedReply, RpcCall, RpcFault, RpcResult};
 
 /// What most modules import.
 pub mod prelude {
-    pub use crate::db::{Cond, Db, Op, Value as DbValue};
+    pub use crate::db::{Batch, Cond, Db, Op, Value as DbValue};
     pub use crate::rpc::Value;
     pub use crate::sip::{Message, Reply, Request};
     pub use crate::{

@@ -39,6 +39,9 @@ fn exercise(url: &str, dir: TempDir, break_version: impl Fn()) {
         assert_eq!(first["increments_distinct"], 200, "concurrent increments must not share a value: {first}");
         assert_eq!(first["increment_last"], 200, "{first}");
         assert_eq!(first["increment_missing"], serde_json::Value::Null, "{first}");
+        assert_eq!(first["batch_failed"], true, "{first}");
+        assert_eq!(first["batch_left"], 0, "a failed batch leaves none of its writes: {first}");
+        assert_eq!(first["batch_affected"], json!([0, 1]), "{first}");
         // Again: the transaction replaces the row, the upsert updates in place.
         let second = host.result("testmod.db", json!(["alice", 3]));
         assert_eq!(second["watchers"], 1, "{second}");

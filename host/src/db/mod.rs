@@ -177,6 +177,37 @@ impl DbService {
         self.exec_raw(db, tx, op)
     }
 
+    /// Runs writes `ops` all or none, outside a transaction: on SQLite as one unit of the
+    /// group commit; elsewhere in a transaction of their own.
+    pub fn exec_batch(&self, db: u32, ops: &[FfiDbOp]) -> Result<Vec<FfiDbResult>, String> {
+        if let Some(bad) =
+            ops.iter().find(|o| matches!(o.kind, dialect::SELECT | dialect::VERSION | dialect::ENSURE_TABLE))
+        {
+            return Err(format!("a batch takes writes only, not statement kind {} on {}", bad.kind, bad.table));
+        }
+        if let Pool::Sqlite(sqlite) = &self.pool(db)? {
+            Self::check_thread()?;
+            let stmts = ops
+                .iter()
+                .map(|op| dialect::render(Dialect::Sqlite, op).map(|(sql, binds)| (sql, binds, op.kind)))
+                .collect::<Result<Vec<_>, _>>()?;
+            return sqlite.write_many(stmts);
+        }
+        let tx = self.begin(db, &[])?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.exec_raw(db, tx, op) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    let _ = self.end(tx, false);
+                    return Err(e);
+                }
+            }
+        }
+        self.end(tx, true)?;
+        Ok(out)
+    }
+
     fn exec_raw(&self, db: u32, tx: u64, op: &FfiDbOp) -> Result<FfiDbResult, String> {
         if tx == 0 {
             let pool = self.pool(db)?;

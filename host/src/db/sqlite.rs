@@ -77,21 +77,25 @@ struct State {
     owner: Option<u64>,
 }
 
-/// A write waiting for the next batch.
+/// One rendered statement: SQL, binds, kind.
+pub type Statement = (String, Vec<Bind>, u8);
+
+/// A caller's writes (one statement, or several that take effect all or none) waiting for
+/// the next batch.
 struct QueuedWrite {
     ticket: u64,
-    sql: String,
-    binds: Vec<Bind>,
-    kind: u8,
+    stmts: Vec<Statement>,
     /// Its caller, parked until its result is in (or it is to run the next batch).
     waiter: std::thread::Thread,
 }
+
+type UnitResult = Result<Vec<FfiDbResult>, SqliteError>;
 
 /// Writes waiting to be committed, and the results of committed ones not yet picked up.
 #[derive(Default)]
 struct WriteQueue {
     queued: Vec<QueuedWrite>,
-    done: HashMap<u64, Result<FfiDbResult, SqliteError>>,
+    done: HashMap<u64, UnitResult>,
     next_ticket: u64,
     /// A caller is running a batch now.
     running: bool,
@@ -152,7 +156,8 @@ impl SqliteDb {
     /// transaction are group-committed.
     pub fn run(&self, tx: u64, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, SqliteError> {
         if tx == 0 && !is_read(kind, sql) {
-            return self.write(sql, binds, kind);
+            let mut r = self.write_many(vec![(sql.to_string(), binds, kind)])?;
+            return r.pop().ok_or_else(|| "no result".to_string());
         }
         let state = self.acquire(tx)?;
         run_statement(&state.conn, sql, binds, kind).map_err(|e| format!("{e} (in: {sql})"))
@@ -164,12 +169,15 @@ impl SqliteDb {
     /// Waiters park and are unparked one by one (their result is in, or the first still queued
     /// is to run the next batch): a condition variable woke all of them after every batch, and
     /// with 16 receivers waiting the futex traffic cost more CPU than the fsync.
-    fn write(&self, sql: &str, binds: Vec<Bind>, kind: u8) -> Result<FfiDbResult, SqliteError> {
+    ///
+    /// `stmts` take effect all or none (a savepoint inside the batch's transaction); the result
+    /// of each.
+    pub fn write_many(&self, stmts: Vec<Statement>) -> UnitResult {
         let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = q.next_ticket;
         q.next_ticket += 1;
         let waiter = std::thread::current();
-        q.queued.push(QueuedWrite { ticket, sql: sql.to_string(), binds, kind, waiter });
+        q.queued.push(QueuedWrite { ticket, stmts, waiter });
         loop {
             if let Some(result) = q.done.remove(&ticket) {
                 return result;
@@ -204,26 +212,23 @@ impl SqliteDb {
         }
     }
 
-    /// Runs `batch` in one transaction (a batch of one in autocommit) and returns each write's
-    /// result, all after the commit.
-    fn run_batch(&self, batch: Vec<QueuedWrite>) -> Vec<(u64, Result<FfiDbResult, SqliteError>)> {
+    /// Runs `batch` in one transaction (a single statement in autocommit) and returns each
+    /// caller's result, all after the commit.
+    fn run_batch(&self, batch: Vec<QueuedWrite>) -> Vec<(u64, UnitResult)> {
         let state = match self.acquire(0) {
             Ok(s) => s,
             Err(e) => return batch.into_iter().map(|w| (w.ticket, Err(e.clone()))).collect(),
         };
         let conn = &state.conn;
-        let one = |w: QueuedWrite| {
-            let r = run_statement(conn, &w.sql, w.binds, w.kind).map_err(|e| format!("{e} (in: {})", w.sql));
-            (w.ticket, r)
-        };
-        if batch.len() == 1 {
+        let one = |w: QueuedWrite| (w.ticket, run_unit(conn, w.stmts));
+        if batch.len() == 1 && batch[0].stmts.len() == 1 {
             return batch.into_iter().map(one).collect();
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let e = format!("cannot start a transaction: {e}");
             return batch.into_iter().map(|w| (w.ticket, Err(e.clone()))).collect();
         }
-        let mut results: Vec<(u64, Result<FfiDbResult, SqliteError>)> = Vec::with_capacity(batch.len());
+        let mut results: Vec<(u64, UnitResult)> = Vec::with_capacity(batch.len());
         let mut uncommitted = 0;
         for w in batch {
             let r = one(w);
@@ -298,6 +303,28 @@ fn bind_value(b: Bind) -> Value {
         // should one arrive anyway.
         Bind::DateTime(v) => Value::Text(v.format("%Y-%m-%d %H:%M:%S").to_string()),
     }
+}
+
+/// Runs one caller's statements; several go under a savepoint, so that a failing one undoes
+/// the others of its caller and nobody else's.
+fn run_unit(conn: &Connection, stmts: Vec<Statement>) -> UnitResult {
+    let run =
+        |(sql, binds, kind): Statement| run_statement(conn, &sql, binds, kind).map_err(|e| format!("{e} (in: {sql})"));
+    if stmts.len() == 1 {
+        return stmts.into_iter().map(run).collect();
+    }
+    // Outside a transaction (a batch of one caller) the savepoint opens one itself.
+    conn.execute_batch("SAVEPOINT unit").map_err(|e| format!("cannot start a savepoint: {e}"))?;
+    let result = stmts.into_iter().map(run).collect::<UnitResult>();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK TO unit");
+    }
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("RELEASE unit")
+    {
+        return Err(format!("cannot release a savepoint: {e}"));
+    }
+    result
 }
 
 fn run_statement(conn: &Connection, sql: &str, binds: Vec<Bind>, kind: u8) -> rusqlite::Result<FfiDbResult> {
@@ -424,6 +451,40 @@ mod tests {
         let r = db.run(0, "SELECT COUNT(*) FROM t", vec![], SELECT).unwrap();
         assert_eq!(r.rows[0][0], FfiDbValue::Int(8 * 200 - failed));
         assert_eq!(failed, 8 * 4 - 1, "value 0 goes in once");
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A caller's several statements take effect all or none, alone or in a batch with other
+    /// callers' writes; a failing unit leaves the others' writes in.
+    #[test]
+    fn units_of_several_statements_are_all_or_none() {
+        let dir = std::env::temp_dir().join(format!("puahost-sqlite-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = std::sync::Arc::new(SqliteDb::open(Some(&dir.join("u.sqlite")), &SqliteOptions::default()).unwrap());
+        db.execute_script("CREATE TABLE t (v INTEGER PRIMARY KEY)").unwrap();
+        let ins = |v: i64| ("INSERT INTO t (v) VALUES (?)".to_string(), vec![Bind::Int(v)], INSERT);
+        let r = db.write_many(vec![ins(1), ins(2)]).unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(db.write_many(vec![ins(3), ins(1)]).unwrap_err().contains("UNIQUE"), "1 is taken");
+        let threads: Vec<_> = (0..8i64)
+            .map(|n| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    (0..100i64)
+                        .filter(|i| {
+                            // Every tenth unit of each thread collides on its second statement.
+                            let second = if i % 10 == 0 { 1 } else { 1_000_000 + n * 1000 + i };
+                            db.write_many(vec![ins(10_000 + n * 1000 + i), ins(second)]).is_ok()
+                        })
+                        .count() as i64
+                })
+            })
+            .collect();
+        let ok: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(ok, 8 * 90);
+        let r = db.run(0, "SELECT COUNT(*) FROM t", vec![], SELECT).unwrap();
+        assert_eq!(r.rows[0][0], FfiDbValue::Int(2 + 2 * ok), "3 and the failed units' first rows are not in");
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }

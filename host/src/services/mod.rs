@@ -123,6 +123,7 @@ pub fn vtable() -> HostRef {
             sip_received_socket,
             sip_set_dst_uri,
             sip_set_path,
+            db_exec_batch,
         }
         .leak_into_prefix()
     })
@@ -230,6 +231,10 @@ extern "C" fn db_open(module: RStr<'_>, url: RStr<'_>) -> RResult<u32, RString> 
 
 extern "C" fn db_exec(db: u32, tx: u64, op: &FfiDbOp) -> RResult<FfiDbResult, RString> {
     with_state("database", |s| s.db.exec(db, tx, op))
+}
+
+extern "C" fn db_exec_batch(db: u32, ops: RSlice<'_, FfiDbOp>) -> RResult<RVec<FfiDbResult>, RString> {
+    with_state("database", |s| s.db.exec_batch(db, ops.as_slice()).map(RVec::from))
 }
 
 extern "C" fn db_begin(db: u32, lock_tables: RSlice<'_, RString>) -> RResult<u64, RString> {

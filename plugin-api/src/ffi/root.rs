@@ -355,4 +355,9 @@ pub struct HostVTable {
     /// clears it. False when a value is not a `<sip:...>` URI. Added after the prefix: a module
     /// reads it as an `Option`.
     pub sip_set_path: extern "C" fn(ctx: *const c_void, path: RStr<'_>) -> bool,
+    /// Runs `ops` (writes) on database `db` so that all or none take effect, outside any
+    /// transaction; the result of each. SQLite runs them as one unit of its group commit.
+    /// Added after the prefix: a module reads it as an `Option` (and uses a transaction
+    /// without it).
+    pub db_exec_batch: extern "C" fn(db: u32, ops: RSlice<'_, FfiDbOp>) -> RResult<RVec<FfiDbResult>, RString>,
 }

@@ -717,10 +717,10 @@ impl Server {
             // Watcher-info tells who watches: only the presentity itself may see it.
             return Err(Answer::new(403, "Forbidden"));
         }
-        let (status, reason) = if pkg.req_auth {
+        let (status, reason, decision) = if pkg.req_auth {
             self.authorize(&pkg, &pres_uri, &watcher_uri, &from_domain)
         } else {
-            (status::ACTIVE, String::new())
+            (status::ACTIVE, String::new(), None)
         };
         let local_contact = self.local_contact(&ctx.peer());
         let s = Subscription {
@@ -763,23 +763,52 @@ impl Server {
             touched: now,
         };
         let key = s.key.clone();
-        if let Some(db) = self.shared_subs() {
-            db.save_subscription(&s).map_err(|e| self.db_failed("storing a subscription", e))?;
-            self.state().subscriptions.insert(s);
-        } else {
-            self.state().subscriptions.insert(s);
-            self.save_subscription(&key);
+        let decided = decision.as_ref().map(|a| (watcher_uri.as_str(), a));
+        if let Some(a) = &decision {
+            self.remember(&s.pres_uri, &watcher_uri, &pkg.name, a);
+        }
+        match (self.cfg.subs_db_mode, &self.storage) {
+            // The watcher's decision and the subscription in one commit.
+            (1 | 3, Some(db)) => {
+                let stored = db.save_new_subscription(&s, decided);
+                if self.cfg.subs_db_mode == 3 {
+                    stored.map_err(|e| self.db_failed("storing a subscription", e))?;
+                } else if let Err(e) = stored {
+                    tracing::error!("presence: storing the subscription of {watcher_uri}: {e}");
+                }
+                self.state().subscriptions.insert(s);
+            }
+            _ => {
+                if let (Some(db), Some((w, a))) = (&self.storage, decided)
+                    && self.cfg.subs_db_mode != 0
+                    && let Err(e) = db.save_watcher(&s.pres_uri, w, &pkg.name, a)
+                {
+                    tracing::error!("presence: storing the watcher {w}: {e}");
+                }
+                self.state().subscriptions.insert(s);
+                self.save_subscription(&key);
+            }
         }
         Ok((ok(expires, &local_contact), key, pkg, true))
     }
 
-    /// The status of a new watcher: its stored authorization, else the package's hook (and
-    /// the result is stored, as Kamailio's `watchers` table).
-    fn authorize(&self, pkg: &Package, pres_uri: &str, watcher_uri: &str, from_domain: &str) -> (i32, String) {
+    /// The status of a new watcher: its stored authorization, else the package's hook. A new
+    /// decision is returned too, for the caller to store (Kamailio's `watchers` table) with
+    /// the subscription.
+    fn authorize(
+        &self,
+        pkg: &Package,
+        pres_uri: &str,
+        watcher_uri: &str,
+        from_domain: &str,
+    ) -> (i32, String, Option<Authorization>) {
         let stored = self.stored_authorization(pres_uri, watcher_uri, &pkg.name);
         match stored {
-            Some(a) if a.status != status::PENDING => (a.status, a.reason),
-            _ => self.decide(pkg, pres_uri, watcher_uri, from_domain, stored.map_or(0, |a| a.status)),
+            Some(a) if a.status != status::PENDING => (a.status, a.reason, None),
+            _ => {
+                let a = self.judge(pkg, pres_uri, watcher_uri, from_domain, stored.map_or(0, |a| a.status));
+                (a.status, a.reason.clone(), Some(a))
+            }
         }
     }
 
@@ -808,6 +837,33 @@ impl Server {
         from_domain: &str,
         previous: i32,
     ) -> (i32, String) {
+        let a = self.judge(pkg, pres_uri, watcher_uri, from_domain, previous);
+        if let Some(s) = &self.storage
+            && self.cfg.subs_db_mode != 0
+            && let Err(e) = s.save_watcher(pres_uri, watcher_uri, &pkg.name, &a)
+        {
+            tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
+        }
+        self.remember(pres_uri, watcher_uri, &pkg.name, &a);
+        (a.status, a.reason)
+    }
+
+    /// Keeps a decision in memory (not in subs_db_mode 3, where the table is read).
+    fn remember(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) {
+        if self.shared_subs().is_none() {
+            self.state().watchers.insert((pres_uri.to_string(), watcher_uri.to_string(), event.to_string()), a.clone());
+        }
+    }
+
+    /// The package's decision about a watcher, not stored.
+    fn judge(
+        &self,
+        pkg: &Package,
+        pres_uri: &str,
+        watcher_uri: &str,
+        from_domain: &str,
+        previous: i32,
+    ) -> Authorization {
         let q = HookRequest { pres_uri, watcher_uri, from_domain, previous };
         let (st, reason) = match &pkg.hooks {
             Some(h) => h.authorize(&q).unwrap_or_else(|e| {
@@ -818,17 +874,7 @@ impl Server {
         };
         let (st, reason) =
             if st == status::POLITE_BLOCK { (status::ACTIVE, "polite-block".to_string()) } else { (st, reason) };
-        let a = Authorization { status: st, reason: reason.clone(), inserted_time: now() };
-        if let Some(s) = &self.storage
-            && self.cfg.subs_db_mode != 0
-            && let Err(e) = s.save_watcher(pres_uri, watcher_uri, &pkg.name, &a)
-        {
-            tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
-        }
-        if self.shared_subs().is_none() {
-            self.state().watchers.insert((pres_uri.to_string(), watcher_uri.to_string(), pkg.name.clone()), a);
-        }
-        (st, reason)
+        Authorization { status: st, reason, inserted_time: now() }
     }
 
     /// Queues the NOTIFY with the current state for subscription `key`.

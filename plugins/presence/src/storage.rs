@@ -23,6 +23,9 @@ pub(crate) fn split_identity(uri: &str) -> (&str, &str) {
     rest.split_once('@').unwrap_or(("", rest))
 }
 
+/// The unique key of the `watchers` table.
+const WATCHER_KEY: [&str; 4] = ["presentity_uri", "watcher_username", "watcher_domain", "event"];
+
 const SUB_COLUMNS: [&str; 26] = [
     "presentity_uri",
     "watcher_username",
@@ -343,6 +346,22 @@ impl Storage {
             .map(drop)
     }
 
+    /// Writes a new subscription and, when one was just made, the decision about its watcher,
+    /// in one commit.
+    pub fn save_new_subscription(
+        &self,
+        s: &Subscription,
+        decision: Option<(&str, &Authorization)>,
+    ) -> Result<(), Error> {
+        let mut batch = Batch::new();
+        if let Some((watcher_uri, a)) = decision {
+            let values = self.watcher_values(&s.pres_uri, watcher_uri, &s.event, a);
+            batch.upsert(&self.watchers, &WATCHER_KEY, &values);
+        }
+        batch.upsert_many(&self.active_watchers, &["callid", "to_tag", "from_tag"], &SUB_COLUMNS, &[sub_values(s)])?;
+        self.db.write(&batch).map(drop)
+    }
+
     /// Deletes one subscription.
     pub fn delete_subscription(&self, k: &DialogKey) -> Result<(), Error> {
         self.db.delete(&self.active_watchers, &dialog_conds(k)).map(drop)
@@ -524,10 +543,15 @@ impl Storage {
         self.db.delete(&self.watchers, &conds)
     }
 
-    /// Writes an authorization record.
-    pub fn save_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) -> Result<(), Error> {
+    fn watcher_values(
+        &self,
+        pres_uri: &str,
+        watcher_uri: &str,
+        event: &str,
+        a: &Authorization,
+    ) -> Vec<(&'static str, DbValue)> {
         let (user, domain) = split_identity(watcher_uri);
-        let values: Vec<(&str, DbValue)> = vec![
+        vec![
             ("presentity_uri", pres_uri.into()),
             ("watcher_username", user.into()),
             ("watcher_domain", domain.into()),
@@ -535,10 +559,13 @@ impl Storage {
             ("status", i64::from(a.status).into()),
             ("reason", if a.reason.is_empty() { DbValue::Null } else { a.reason.as_str().into() }),
             ("inserted_time", a.inserted_time.into()),
-        ];
-        self.db
-            .upsert(&self.watchers, &["presentity_uri", "watcher_username", "watcher_domain", "event"], &values)
-            .map(drop)
+        ]
+    }
+
+    /// Writes an authorization record.
+    pub fn save_watcher(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) -> Result<(), Error> {
+        let values = self.watcher_values(pres_uri, watcher_uri, event, a);
+        self.db.upsert(&self.watchers, &WATCHER_KEY, &values).map(drop)
     }
 
     /// Deletes an authorization record.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plugin_api::api::test_api::{EchoApi, EchoVTable};
-use plugin_api::db::{Cond, Db, Value as DbValue};
+use plugin_api::db::{Batch, Cond, Db, Value as DbValue};
 use plugin_api::ffi::{FfiError, RErr, ROk, RResult, RStr, RString};
 use plugin_api::metrics::Counter;
 use plugin_api::prelude::*;
@@ -153,6 +153,34 @@ impl TestMod {
             seen.sort_unstable();
             seen.dedup();
             let missing = db.increment("location", "cseq", &[Cond::eq("username", "nobody-at-all")])?;
+            // A batch whose second write fails (ruid is unique) leaves nothing of its first.
+            let other = format!("b-{user}");
+            let mut bad = Batch::new();
+            bad.insert(
+                "location",
+                &[
+                    ("ruid", format!("ruid-{other}").into()),
+                    ("username", other.as_str().into()),
+                    ("contact", "sip:b@127.0.0.1".into()),
+                ],
+            )
+            .insert(
+                "location",
+                &[
+                    ("ruid", format!("ruid-{user}").into()),
+                    ("username", "dup".into()),
+                    ("contact", "sip:d@127.0.0.1".into()),
+                ],
+            );
+            let batch_failed = db.write(&bad).is_err();
+            let batch_left = db.select("location").filter(Cond::eq("username", other.as_str())).run()?.len();
+            let mut good = Batch::new();
+            good.delete("location", &[Cond::eq("username", other.as_str())]).update(
+                "location",
+                &[("q", DbValue::Double(0.5))],
+                &me,
+            );
+            let batch_affected = db.write(&good)?;
             Ok(serde_json::json!({
                 "contact": loc.str("contact"),
                 "expires": loc.get("expires").and_then(DbValue::as_int),
@@ -164,6 +192,9 @@ impl TestMod {
                 "increments_distinct": seen.len(),
                 "increment_last": seen.last().map(|v| v - start),
                 "increment_missing": missing,
+                "batch_failed": batch_failed,
+                "batch_left": batch_left,
+                "batch_affected": batch_affected,
             }))
         };
         run().map_err(|e| RpcFault::new(500, e.to_string()))
