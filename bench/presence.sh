@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The presence server side by side with Kamailio 5.6's (presence + presence_xml), in the same
 # run, with the same sipp scenarios (bench/sipp/), at the same fixed rate:
-#   bench/presence.sh [SECONDS] [RATE] [HIGH_RATE]    (defaults 10, 4000 and 12000; build first)
+#   bench/presence.sh [SECONDS] [RATE] [HIGH_RATE] [TOP_RATE]
+#   (defaults 10, 4000, 12000 and 25000; build first)
 # Runs, each against both servers, one after the other:
 #   1. PUBLISH, memory mode (Kamailio publ_cache=2, subs_db_mode=0, 2 children; puahost with
-#      no db_url), at RATE and then at HIGH_RATE;
+#      no db_url), at RATE and then at HIGH_RATE; then at TOP_RATE against both and against
+#      sipp answering itself (the generator's ceiling on this machine);
 #   2. PUBLISH with SQLite (Kamailio publ_cache=1, 1 child: its db_sqlite has no busy timeout;
 #      puahost publ_cache=1, write-through), at RATE;
 #   3. SUBSCRIBE + NOTIFY with SQLite (subs_db_mode=1, write-through on both), at RATE / 4.
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rate=${2:-4000}
 high=${3:-12000}
+top=${4:-25000}
 source bench/lib.sh
 need_kamailio presence_xml.so
 command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
@@ -70,17 +73,27 @@ CFG
   echo "$! $port $http"
 }
 
-# load LABEL PID PORT SCENARIO RATE: sipp at RATE for SECONDS; one result line.
+# load LABEL PID PORT SCENARIO RATE: sipp at RATE for SECONDS; one result line. sipp's socket
+# buffers are 4 MiB (its default 64 KiB drops datagrams above ~10,000/s, which would count as
+# the server's failures); p99 is the response time of the first request of each call.
 load() {
-  local label=$1 pid=$2 port=$3 scenario=$4 r=$5 c0 c1 ok failed elapsed got
-  rm -f "$dir/stat.csv"
+  local label=$1 pid=$2 port=$3 scenario=$4 r=$5 c0 c1 ok failed elapsed got p99
+  rm -f "$dir/stat.csv" "$dir"/*_rtt.csv
   c0=$(cpu_tree "$pid")
-  sipp -sf "bench/sipp/$scenario.xml" -r "$r" -rp 1000 -m $((secs * r)) -l $((r * 2)) \
-       -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((secs * 3))s" -recv_timeout 5000 \
-       -trace_stat -stf "$dir/stat.csv" -fd 1 "127.0.0.1:$port" >/dev/null 2>&1 || true
+  (cd "$dir" && sipp -sf "$OLDPWD/bench/sipp/$scenario.xml" -r "$r" -rp 1000 -m $((secs * r)) -l $((r * 2)) \
+       -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((secs * 3))s" -recv_timeout 5000 -buff_size 4194304 \
+       -trace_stat -stf "$dir/stat.csv" -trace_rtt -rtt_freq 10000 -fd 1 "127.0.0.1:$port" >/dev/null 2>&1) || true
   c1=$(cpu_tree "$pid")
   read -r ok failed elapsed got < <(sipp_summary "$dir/stat.csv")
-  python3 -c "ok,f,c=$ok,$failed,$c1-$c0; print(f'   {\"$label\":34} {ok:>7} ok {f:>6} failed  {float(\"$got\"):>8.0f}/s  CPU {c:6.2f} s = {1e6*c/max(ok,1):6.1f} us per request')"
+  p99=$(python3 -c "
+import glob
+v = sorted(float(l.split(';')[1]) for f in glob.glob('$dir/*_rtt.csv') for l in open(f) if l[:1].isdigit())
+print(v[int(len(v) * 0.99)] if v else 'n/a')")
+  if [ "$pid" = 0 ]; then
+    python3 -c "print(f'   {\"$label\":34} {$ok:>7} ok {$failed:>6} failed  {float(\"$got\"):>8.0f}/s  p99 $p99 ms')"
+    return
+  fi
+  python3 -c "ok,f,c=$ok,$failed,$c1-$c0; print(f'   {\"$label\":34} {ok:>7} ok {f:>6} failed  {float(\"$got\"):>8.0f}/s  CPU {c:6.2f} s = {1e6*c/max(ok,1):6.1f} us per request  p99 $p99 ms')"
 }
 
 echo "== 1. PUBLISH, memory mode, $rate/s then $high/s, ${secs} s each"
@@ -102,7 +115,17 @@ n=$(( secs * (rate + high) ))
 python3 -c "print(f'   puahost heap after the runs: {$heap/2**20:.0f} MiB for about {$n} presentities ({$heap/$n:.0f} bytes each, whole process)')"
 kshm1=$(shm_used)
 [ -n "$kshm0" ] && [ -n "$kshm1" ] && python3 -c "d=$kshm1-$kshm0; print(f'   Kamailio shared memory used by the runs: {d/2**20:.0f} MiB for about {$n} presentities ({d/$n:.0f} bytes each)')"
-kill "$kpid" "$ppid"
+echo "== 1b. PUBLISH, memory mode, offered $top/s: the highest rate each sustains, and the load generator's own ceiling (sipp answering itself)"
+load "puahost    $top/s" "$ppid" "$pport" presence_publish "$top"
+load "Kamailio   $top/s" "$kpid" "$kport" presence_publish "$top"
+uport=$(free_port)
+# -bg: sipp forks to the background, says "PID=[n]", and exits non-zero doing so.
+upid=$( (cd "$dir" && sipp -sf "$OLDPWD/bench/sipp/publish_uas.xml" -i 127.0.0.1 -p "$uport" -buff_size 4194304 \
+        -nostdin -bg 2>&1) | grep -o 'PID=\[[0-9]*' | grep -o '[0-9]*$' || true)
+[ -n "$upid" ] && pids+=("$upid")
+sleep 0.5
+load "sipp UAS   $top/s" 0 "$uport" presence_publish "$top"
+kill "$kpid" "$ppid" ${upid:+"$upid"}
 
 echo "== 2. PUBLISH with SQLite, $rate/s, ${secs} s"
 read -r kpid kport < <(kamailio_server sql 1 '')

@@ -52,7 +52,7 @@ for _ in $(seq 100); do grep -q ' ready modules=' "$dir/reg.log" && break; sleep
 metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="puahost_$1" '$1==m {print $2}'; }
 
 c0=$(cpu "$pid")
-sipp -sf tests/sipp/register_load.xml -r "$rate" -rp 1000 -m "$count" -l $((rate * 5)) \
+sipp -sf tests/sipp/register_load.xml -buff_size 4194304 -r "$rate" -rp 1000 -m "$count" -l $((rate * 5)) \
      -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((count / rate * 3 + 30))s" -recv_timeout 5000 \
      -trace_stat -stf "$dir/stat.csv" -fd 1 "127.0.0.1:$port" >/dev/null 2>&1 || true
 c1=$(cpu "$pid")

@@ -23,7 +23,13 @@ fn server(name: &str, xml: &str) -> Host {
 
 /// A presence server on the database at `db_url`.
 fn server_on(name: &str, db_url: &str, xml: &str) -> Host {
-    let config = format!(
+    Host::start(name, &config_on(db_url, "min_expires = 60\nclean_period = 2\ndb_update_period = 1", xml))
+}
+
+/// The config of a presence server on `db_url`: `presence` lines for `[modparam.presence]`, `xml`
+/// for `[modparam.presence_xml]`, both besides db_url.
+fn config_on(db_url: &str, presence: &str, xml: &str) -> String {
+    format!(
         r#"loadmodule = ["presence", "presence_xml"]
 [core]
 children = 2
@@ -33,9 +39,7 @@ listen = ["udp:127.0.0.1:@SIP@", "tcp:127.0.0.1:@SIP@"]
 http = "127.0.0.1:@HTTP@"
 [modparam.presence]
 db_url = "{db_url}"
-min_expires = 60
-clean_period = 2
-db_update_period = 1
+{presence}
 [modparam.presence_xml]
 db_url = "{db_url}"
 {xml}
@@ -46,8 +50,7 @@ do = ["handle_publish()"]
 method = "SUBSCRIBE"
 do = ["handle_subscribe()"]
 "#
-    );
-    Host::start(name, &config)
+    )
 }
 
 fn publish(c: &mut Client, h: &Host, user: &str, extra: &[&str], body: &str) -> String {
@@ -325,31 +328,7 @@ fn shared_server(name: &str, db_url: &str) -> Host {
 
 /// [`shared_server`] with `xml` as the `[modparam.presence_xml]` lines besides db_url.
 fn shared_server_with(name: &str, db_url: &str, xml: &str) -> Host {
-    let config = format!(
-        r#"loadmodule = ["presence", "presence_xml"]
-[core]
-children = 2
-modules_path = ["@MODULES@"]
-listen = ["udp:127.0.0.1:@SIP@"]
-[rpc]
-http = "127.0.0.1:@HTTP@"
-[modparam.presence]
-db_url = "{db_url}"
-subs_db_mode = 3
-publ_cache = 0
-clean_period = 1
-[modparam.presence_xml]
-db_url = "{db_url}"
-{xml}
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
-    );
-    Host::start(name, &config)
+    Host::start(name, &config_on(db_url, "subs_db_mode = 3\npubl_cache = 0\nclean_period = 1", xml))
 }
 
 fn cseq_of(m: &str) -> u32 {

@@ -779,11 +779,8 @@ impl Server {
                 self.state().subscriptions.insert(s);
             }
             _ => {
-                if let (Some(db), Some((w, a))) = (&self.storage, decided)
-                    && self.cfg.subs_db_mode != 0
-                    && let Err(e) = db.save_watcher(&s.pres_uri, w, &pkg.name, a)
-                {
-                    tracing::error!("presence: storing the watcher {w}: {e}");
+                if let Some((w, a)) = decided {
+                    self.store_decision(&s.pres_uri, w, &pkg.name, a);
                 }
                 self.state().subscriptions.insert(s);
                 self.save_subscription(&key);
@@ -838,14 +835,19 @@ impl Server {
         previous: i32,
     ) -> (i32, String) {
         let a = self.judge(pkg, pres_uri, watcher_uri, from_domain, previous);
+        self.store_decision(pres_uri, watcher_uri, &pkg.name, &a);
+        self.remember(pres_uri, watcher_uri, &pkg.name, &a);
+        (a.status, a.reason)
+    }
+
+    /// Writes a decision to the `watchers` table (every subs_db_mode but 0).
+    fn store_decision(&self, pres_uri: &str, watcher_uri: &str, event: &str, a: &Authorization) {
         if let Some(s) = &self.storage
             && self.cfg.subs_db_mode != 0
-            && let Err(e) = s.save_watcher(pres_uri, watcher_uri, &pkg.name, &a)
+            && let Err(e) = s.save_watcher(pres_uri, watcher_uri, event, a)
         {
             tracing::error!("presence: storing the watcher {watcher_uri}: {e}");
         }
-        self.remember(pres_uri, watcher_uri, &pkg.name, &a);
-        (a.status, a.reason)
     }
 
     /// Keeps a decision in memory (not in subs_db_mode 3, where the table is read).
