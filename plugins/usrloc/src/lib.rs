@@ -448,7 +448,7 @@ impl Module for UsrlocModule {
             .param(
                 Param::int("hash_size", 10)
                     .range(1..=20)
-                    .doc("reported by ul.dump as Size (2^hash_size); the table grows as needed"),
+                    .doc("the location table starts with room for 2^hash_size AoRs (ul.dump reports it as Size); it grows as needed"),
             )
             .param(Param::int("matching_mode", 0).range(0..=2).doc(
                 "which stored contact a REGISTER's contact is: 0 the same URI; 1 the same URI and Call-ID; 2 the same URI and Path (a REGISTER without Path: the URI)",
@@ -465,13 +465,16 @@ impl Module for UsrlocModule {
         };
         let ruid_prefix = format!("uloc-{:x}-{:x}", now(), std::process::id());
         let matching_mode = i32::try_from(params.int("matching_mode")).unwrap_or(0);
+        let hash_size = u32::try_from(params.int("hash_size")).unwrap_or(10);
+        let location =
+            Location::new(&ruid_prefix).with_matching(matching_mode).with_capacity("location", 1 << hash_size);
         let state: &'static Usrloc = Box::leak(Box::new(Usrloc {
-            location: Mutex::new(Location::new(&ruid_prefix).with_matching(matching_mode)),
+            location: Mutex::new(location),
             storage,
             db_mode,
             matching_mode,
             use_domain: params.int("use_domain") == 1,
-            hash_size: u32::try_from(params.int("hash_size")).unwrap_or(10),
+            hash_size,
             fetch_rows: u64::try_from(params.int("fetch_rows")).unwrap_or(2000),
             callbacks: RwLock::new(Vec::new()),
             dirty: Mutex::new(HashMap::new()),

@@ -135,6 +135,13 @@ impl Location {
         Self { ruid_prefix: ruid_prefix.to_string(), ..Self::default() }
     }
 
+    /// Room for `aors` AoRs in `table` from the start (usrloc's `hash_size`), so a burst of
+    /// registrations after a start does not rehash the table again and again.
+    pub fn with_capacity(mut self, table: &str, aors: usize) -> Self {
+        self.tables.entry(table.to_string()).or_default().reserve(aors);
+        self
+    }
+
     /// The same, with contacts matched by `mode` ([`matching`]) instead of by URI.
     pub fn with_matching(mut self, mode: i32) -> Self {
         self.matching_mode = mode;
@@ -310,6 +317,9 @@ mod tests {
 
     #[test]
     fn insert_update_and_stale_cseq() {
+        let sized = Location::new("u").with_capacity("location", 1 << 12);
+        assert!(sized.tables["location"].capacity() >= 4096, "hash_size pre-sizes the table");
+        assert_eq!(sized.len(), 0);
         let mut l = Location::new("uloc-1-2");
         let (code, ch) = l.upsert(contact("alice", "sip:a@1.2.3.4", "c1", 1, 1100), 1000);
         assert_eq!(code, upsert::INSERTED);
