@@ -320,6 +320,48 @@ fn pres_rules_authorization() {
     assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
 }
 
+/// delete_same_subs: a new dialog with an old one's Call-ID replaces it; retrieve_order 1 with
+/// retrieve_order_by = "expires" makes the publication that expires last the aggregation's base.
+#[test]
+fn delete_same_subs_and_retrieve_order() {
+    let config = config_on(
+        "sqlite://presence.sqlite",
+        "delete_same_subs = 1\nretrieve_order = 1\nretrieve_order_by = \"expires\"\npres_htable_size = 4",
+        "force_active = 1",
+    );
+    let h = Host::start("presence-same-subs", &config);
+    let mut watcher = Client::udp(h.sip_addr());
+    let ruri = format!("sip:ivy@127.0.0.1:{}", h.sip);
+    let first = request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "");
+    assert_eq!(status(&watcher.transact(&first)), 200);
+    next_notify(&mut watcher);
+    let call_id = header(&first, "Call-ID").unwrap();
+    let again = request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "");
+    let again = again.replace(&header(&again, "Call-ID").unwrap(), &call_id);
+    assert_eq!(status(&watcher.transact(&again)), 200);
+    next_notify(&mut watcher);
+    let list = h.result("presence.watcher_list", json!(["full", "sip:ivy@127.0.0.1"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "the older dialog with this Call-ID went: {list}");
+    let other = request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], "");
+    assert_eq!(status(&watcher.transact(&other)), 200);
+    next_notify(&mut watcher);
+    let list = h.result("presence.watcher_list", json!(["basic", "sip:ivy@127.0.0.1"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "another Call-ID is another watcher: {list}");
+
+    let mut publisher = Client::udp(h.sip_addr());
+    let long = pidf("sip:ivy@127.0.0.1", "long", "open", "expires last");
+    assert_eq!(status(&publish(&mut publisher, &h, "ivy", &["Expires: 3000"], &long)), 200);
+    let short = pidf("sip:ivy@127.0.0.1", "short", "open", "received last");
+    assert_eq!(status(&publish(&mut publisher, &h, "ivy", &["Expires: 300"], &short)), 200);
+    let mut n = next_notify(&mut watcher);
+    while !body(&n).contains("id=\"short\"") {
+        n = next_notify(&mut watcher);
+    }
+    let b = body(&n);
+    let (long_at, short_at) = (b.find("id=\"long\"").unwrap(), b.find("id=\"short\"").unwrap());
+    assert!(long_at < short_at, "ordered by expires, the long one is the base, the short one appended: {b}");
+}
+
 /// A presence server keeping subscriptions and publications in the database only
 /// (subs_db_mode 3, publ_cache 0), as servers sharing one database run.
 fn shared_server(name: &str, db_url: &str) -> Host {

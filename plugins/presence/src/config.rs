@@ -29,6 +29,55 @@ pub struct Config {
     /// CSeq margin added to every restored subscription (subs_db_mode 2 writes back
     /// periodically, so the stored local_cseq can be behind what was sent).
     pub cseq_restore_margin: u32,
+    /// The order of a presentity's publications given to the aggregation (the newest last).
+    pub retrieve_order: RetrieveOrder,
+    /// log2 of the initial sizes of the publication and subscription tables.
+    pub pres_htable_size: u32,
+    pub subs_htable_size: u32,
+    /// A new subscription removes the others of its presentity and event with its Call-ID.
+    pub delete_same_subs: bool,
+}
+
+/// `retrieve_order` / `retrieve_order_by`: by received time (0), or by a `presentity` column
+/// (1), ties in received order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrieveOrder {
+    ReceivedTime,
+    Priority,
+    Expires,
+    Etag,
+    Sender,
+}
+
+impl RetrieveOrder {
+    fn from_params(order: i64, by: &str) -> Result<Self, String> {
+        if order == 0 {
+            return Ok(Self::ReceivedTime);
+        }
+        Ok(match by {
+            "priority" => Self::Priority,
+            "received_time" => Self::ReceivedTime,
+            "expires" => Self::Expires,
+            "etag" => Self::Etag,
+            "sender" => Self::Sender,
+            other => {
+                return Err(format!(
+                    "presence: retrieve_order_by `{other}` is not a column it can order by (priority, received_time, expires, etag, sender)"
+                ));
+            }
+        })
+    }
+
+    /// Sorts publications already in received order (the sort is stable).
+    pub fn sort(self, pubs: &mut [crate::store::Publication]) {
+        match self {
+            Self::ReceivedTime => {}
+            Self::Priority => pubs.sort_by_key(|p| p.priority),
+            Self::Expires => pubs.sort_by_key(|p| p.expires),
+            Self::Etag => pubs.sort_by(|a, b| a.etag.cmp(&b.etag)),
+            Self::Sender => pubs.sort_by(|a, b| a.sender.cmp(&b.sender)),
+        }
+    }
 }
 
 /// The declarations, for `ModuleInfo`.
@@ -59,6 +108,16 @@ pub fn params() -> Vec<Param> {
         Param::int("startup_mode", 1).range(0..=1).doc("1: only unexpired rows are loaded at start-up"),
         Param::int("max_body", 65_536).min(1).doc("largest PUBLISH body in bytes (413 above it)"),
         Param::int("cseq_restore_margin", 100).min(0).doc("added to each restored subscription's NOTIFY CSeq"),
+        Param::int("retrieve_order", 0)
+            .range(0..=1)
+            .doc("order of a presentity's publications for the aggregation: 0 received time, 1 retrieve_order_by"),
+        Param::str("retrieve_order_by", "priority")
+            .doc("presentity column to order by with retrieve_order 1: priority, received_time, expires, etag, sender"),
+        Param::int("pres_htable_size", 9).range(1..=20).doc("the publication table starts with room for 2^n"),
+        Param::int("subs_htable_size", 9).range(1..=20).doc("the subscription table starts with room for 2^n"),
+        Param::int("delete_same_subs", 0)
+            .range(0..=1)
+            .doc("1: a new subscription removes the others of its presentity and event with the same Call-ID"),
     ]
 }
 
@@ -67,9 +126,9 @@ fn u32_of(p: &Params, name: &str) -> u32 {
 }
 
 impl Config {
-    /// Reads the checked modparams.
-    pub fn from_params(p: &Params) -> Self {
-        Self {
+    /// Reads the checked modparams; an unknown `retrieve_order_by` column is refused.
+    pub fn from_params(p: &Params) -> Result<Self, String> {
+        Ok(Self {
             db_url: p.opt_str("db_url").filter(|u| !u.is_empty()).map(str::to_string),
             presentity_table: p.str("presentity_table").to_string(),
             active_watchers_table: p.str("active_watchers_table").to_string(),
@@ -91,6 +150,10 @@ impl Config {
             startup_mode: p.int("startup_mode"),
             max_body: usize::try_from(p.int("max_body").max(1)).unwrap_or(usize::MAX),
             cseq_restore_margin: u32_of(p, "cseq_restore_margin"),
-        }
+            retrieve_order: RetrieveOrder::from_params(p.int("retrieve_order"), p.str("retrieve_order_by"))?,
+            pres_htable_size: u32_of(p, "pres_htable_size"),
+            subs_htable_size: u32_of(p, "subs_htable_size"),
+            delete_same_subs: p.int("delete_same_subs") == 1,
+        })
     }
 }

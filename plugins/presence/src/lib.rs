@@ -112,7 +112,7 @@ impl PresenceModule {
 
 /// Loads what the database holds into memory.
 fn load(storage: &Storage, cfg: &Config) -> Result<State, Error> {
-    let mut state = State::default();
+    let mut state = State::sized(cfg);
     let now = now();
     // publ_cache 0 and subs_db_mode 3 keep their rows in the database only.
     if cfg.publ_cache == 1 {
@@ -173,7 +173,7 @@ impl Module for PresenceModule {
     }
 
     fn init(host: &Host, params: &Params) -> Result<Self, Error> {
-        let cfg = Config::from_params(params);
+        let cfg = Config::from_params(params).map_err(Error::new)?;
         if cfg.db_url.is_none() && (cfg.subs_db_mode == 3 || cfg.publ_cache == 0) {
             return Err(Error::new(
                 "presence: subs_db_mode 3 and publ_cache 0 keep state in the database only: set db_url",
@@ -185,7 +185,7 @@ impl Module for PresenceModule {
                 let state = load(&s, &cfg)?;
                 (Some(s), state)
             }
-            None => (None, State::default()),
+            None => (None, State::sized(&cfg)),
         };
         let server = Arc::new(Server::new(*host, cfg.clone(), storage, state));
         let service: &'static Service = Box::leak(Box::new(Service(server.clone())));

@@ -36,6 +36,21 @@ pub struct State {
     pub ended_seen: Vec<DialogKey>,
 }
 
+/// The presentity of subscription `key` (empty when it is gone).
+fn pres_uri_of(st: &State, key: &DialogKey) -> String {
+    st.subscriptions.get(key).map(|s| s.pres_uri.clone()).unwrap_or_default()
+}
+
+impl State {
+    /// Empty, with the tables sized by pres_htable_size / subs_htable_size.
+    pub fn sized(cfg: &Config) -> Self {
+        let mut s = Self::default();
+        s.presentities.reserve(1 << cfg.pres_htable_size.min(20));
+        s.subscriptions.reserve(1 << cfg.subs_htable_size.min(20));
+        s
+    }
+}
+
 /// A reply decided by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -138,6 +153,12 @@ impl Server {
 
     /// Unexpired publications of (uri, event), oldest first: from the database with publ_cache 0.
     fn current_publications(&self, uri: &str, event: &str, now: i64) -> Vec<Publication> {
+        let mut pubs = self.current_publications_received(uri, event, now);
+        self.cfg.retrieve_order.sort(&mut pubs);
+        pubs
+    }
+
+    fn current_publications_received(&self, uri: &str, event: &str, now: i64) -> Vec<Publication> {
         match self.shared_pubs() {
             Some(db) => db.current_publications(uri, event, now).unwrap_or_else(|e| {
                 tracing::error!("presence: reading the publications of {uri}: {e}");
@@ -786,7 +807,36 @@ impl Server {
                 self.save_subscription(&key);
             }
         }
+        if self.cfg.delete_same_subs {
+            let pres_uri = pres_uri_of(&self.state(), &key);
+            self.delete_same_subs(&key, &pres_uri, &pkg.name);
+        }
         Ok((ok(expires, &local_contact), key, pkg, true))
+    }
+
+    /// delete_same_subs: the other subscriptions of (pres_uri, event) with `key`'s Call-ID go,
+    /// without a NOTIFY (a phone that re-subscribed in a new dialog has left the old one).
+    fn delete_same_subs(&self, key: &DialogKey, pres_uri: &str, event: &str) {
+        if let Some(db) = self.shared_subs()
+            && let Err(e) = db.delete_same_call_id(key, pres_uri, event)
+        {
+            tracing::error!("presence: deleting older subscriptions of {pres_uri}: {e}");
+        }
+        let old: Vec<DialogKey> = self
+            .state()
+            .subscriptions
+            .keys_for(pres_uri, event)
+            .into_iter()
+            .filter(|k| k.call_id == key.call_id && k != key)
+            .collect();
+        for k in old {
+            tracing::info!(
+                "presence: subscription {}/{} replaced by a new dialog with its Call-ID",
+                k.call_id,
+                k.to_tag
+            );
+            self.remove_subscription(&k);
+        }
     }
 
     /// The status of a new watcher: its stored authorization, else the package's hook. A new

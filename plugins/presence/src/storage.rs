@@ -367,6 +367,18 @@ impl Storage {
         self.db.delete(&self.active_watchers, &dialog_conds(k)).map(drop)
     }
 
+    /// delete_same_subs in subs_db_mode 3: deletes the other subscriptions of (pres_uri,
+    /// event) with `k`'s Call-ID.
+    pub fn delete_same_call_id(&self, k: &DialogKey, pres_uri: &str, event: &str) -> Result<u64, Error> {
+        let conds = [
+            Cond::eq("presentity_uri", pres_uri),
+            Cond::eq("event", event),
+            Cond::eq("callid", k.call_id.as_str()),
+            Cond::new("to_tag", Op::Ne, k.to_tag.as_str()),
+        ];
+        self.db.delete(&self.active_watchers, &conds)
+    }
+
     /// subs_db_mode 3: the subscription of dialog `k`.
     pub fn subscription(&self, k: &DialogKey) -> Result<Option<Subscription>, Error> {
         let mut q = self.db.select(&self.active_watchers);

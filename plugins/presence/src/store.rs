@@ -247,6 +247,15 @@ impl Presentities {
         self.table.len()
     }
 
+    /// Room for `n` more publications.
+    pub fn reserve(&mut self, n: usize) {
+        let hasher = &self.hasher;
+        self.table.reserve(n, |x| {
+            use std::hash::BuildHasher;
+            hasher.hash_one((x.uri(), x.event()))
+        });
+    }
+
     /// No publications.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
@@ -430,6 +439,11 @@ impl Subscriptions {
 
     pub fn len(&self) -> usize {
         self.by_key.len()
+    }
+
+    /// Room for `n` more subscriptions.
+    pub fn reserve(&mut self, n: usize) {
+        self.by_key.reserve(n);
     }
 
     pub fn is_empty(&self) -> bool {
