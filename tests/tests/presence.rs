@@ -320,6 +320,31 @@ fn pres_rules_authorization() {
     assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=probation"), "{n}");
 }
 
+/// presence.publish_cache_sync: a row written to the presentity table behind the server's back
+/// is served after the sync.
+#[test]
+fn publish_cache_sync_reloads_the_table() {
+    let h = server("presence-cache-sync", "force_active = 1");
+    let mut publisher = Client::udp(h.sip_addr());
+    assert_eq!(status(&publish(&mut publisher, &h, "jo", &[], &pidf("sip:jo@127.0.0.1", "t", "open", "sip"))), 200);
+    assert_eq!(publications(&h), 1);
+    let db = h.dir.join("presence.sqlite");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA busy_timeout=5000')\nc.execute(\"insert into presentity(username,domain,event,etag,expires,received_time,body,sender,priority,ruid) values('kim','127.0.0.1','presence','outside',?,?,?,'',0,'r1')\",(int(time.time())+600,int(time.time()),sys.argv[2].encode()))\nc.commit()",
+        ])
+        .arg(&db)
+        .arg(pidf("sip:kim@127.0.0.1", "k", "open", "from a script"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(publications(&h), 1, "not seen before the sync");
+    assert_eq!(h.result("presence.publish_cache_sync", json!([])), json!(2));
+    let list = h.result("presence.presentity_show", json!(["full", "kim", "*"]));
+    assert!(list[0]["body"].as_str().is_some_and(|b| b.contains("from a script")), "{list}");
+}
+
 /// delete_same_subs: a new dialog with an old one's Call-ID replaces it; retrieve_order 1 with
 /// retrieve_order_by = "expires" makes the publication that expires last the aggregation's base.
 #[test]

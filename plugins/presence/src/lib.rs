@@ -8,7 +8,7 @@
 //! Config functions: `handle_publish([sender_uri])`, `handle_subscribe([watcher_uri])`,
 //! `pres_auth_status(watcher_uri, presentity_uri)`, `pres_has_subscribers(uri, event)`,
 //! `pres_refresh_watchers(uri, event, type)`, `pres_update_watchers(uri, event)`.
-//! RPC: `presence.cleanup`, `presence.refreshWatchers`, `presence.updateWatchers`,
+//! RPC: `presence.cleanup`, `presence.publish_cache_sync`, `presence.refreshWatchers`, `presence.updateWatchers`,
 //! `presence.presentity_list`, `presence.presentity_show`, `presence.watcher_list`.
 
 pub mod config;

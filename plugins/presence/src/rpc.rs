@@ -69,6 +69,30 @@ impl PresenceModule {
         Ok(json!("Reload OK"))
     }
 
+    /// Reloads the in-memory publications from the presentity table (rows another server or a
+    /// script wrote); with publ_cache 0 the table is read per request and there is nothing to
+    /// reload. The number of publications loaded.
+    fn rpc_publish_cache_sync(&self, _call: &RpcCall) -> RpcResult {
+        let server = self.server();
+        let Some(db) = &server.storage else { return Err(fault("Processing error")) };
+        if server.shared_pubs().is_some() {
+            return Ok(json!(0));
+        }
+        let only_live = server.cfg.startup_mode == 1;
+        let rows = db.load_publications(server.cfg.fetch_rows, now(), only_live).map_err(|e| {
+            tracing::error!("presence: publish_cache_sync: {e}");
+            fault("Processing error")
+        })?;
+        let mut fresh = crate::store::Presentities::default();
+        fresh.reserve(rows.len());
+        for (uri, event, p) in rows {
+            fresh.insert(&uri, &event, p);
+        }
+        let n = fresh.len();
+        server.state().presentities = fresh;
+        Ok(json!(n))
+    }
+
     fn rpc_refresh(&self, call: &RpcCall) -> RpcResult {
         let uri = call.str(0).ok_or_else(|| fault("Not enough parameters"))?;
         let event = call.str(1).ok_or_else(|| fault("Not enough parameters"))?;
@@ -155,6 +179,10 @@ impl PresenceModule {
 /// Adds the commands to the module's declaration.
 pub fn declare(info: ModuleInfo<PresenceModule>) -> ModuleInfo<PresenceModule> {
     info.rpc(Rpc::new("presence.cleanup", PresenceModule::rpc_cleanup).doc("runs the expiry pass now"))
+        .rpc(
+            Rpc::new("presence.publish_cache_sync", PresenceModule::rpc_publish_cache_sync)
+                .doc("reloads the in-memory publications from the presentity table; the number loaded"),
+        )
         .rpc(
             Rpc::new("presence.refreshWatchers", PresenceModule::rpc_refresh)
                 .doc("uri event type: 0 re-authorizes the watchers, 1 re-sends the state"),
