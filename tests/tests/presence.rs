@@ -523,6 +523,23 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     assert!(eventually(Duration::from_secs(3), || {
         a.result("presence.watcher_list", json!(["basic", "sip:erin@127.0.0.1"])).as_array().is_some_and(Vec::is_empty)
     }));
+
+    // A subscription that expires: one server claims it and sends the one last NOTIFY.
+    let mut brief = Client::udp(b.sip_addr());
+    let r = brief.transact(&request(&brief, "SUBSCRIBE", &ruri_b, &["Event: presence", "Expires: 2"], ""));
+    assert_eq!(status(&r), 200, "{r}");
+    next_notify_from_any(&mut brief);
+    let n = next_notify_from_any(&mut brief);
+    assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=timeout"), "{n}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Some(m) = brief.recv(Duration::from_millis(200)) {
+            assert!(!m.starts_with("NOTIFY "), "a second last NOTIFY: {m}");
+        }
+    }
+    assert!(eventually(Duration::from_secs(3), || {
+        b.result("presence.watcher_list", json!(["basic", "sip:erin@127.0.0.1"])).as_array().is_some_and(Vec::is_empty)
+    }));
 }
 
 fn winfo_version(m: &str) -> u32 {
