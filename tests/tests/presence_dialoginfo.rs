@@ -212,7 +212,7 @@ fn two_publications_one_aggregated_notify_and_bad_bodies_refused() {
 
 #[test]
 fn force_single_dialog_and_force_dummy_dialog() {
-    let h = server("dialoginfo-single", "force_single_dialog = 1\nforce_dummy_dialog = 1");
+    let h = server("dialoginfo-single", "force_single_dialog = 1\nforce_dummy_dialog = 1\ndefault_expires = 120");
     let mut publisher = Client::udp(h.sip_addr());
     let mut watcher = Client::udp(h.sip_addr());
 
@@ -265,4 +265,21 @@ fn force_single_dialog_and_force_dummy_dialog() {
     assert_eq!(status(&r), 200, "{r}");
     let n = next_notify(&mut other);
     assert_eq!(dialog_ids(body(&n)), ["615293b33c62dec073e05d9421e9f48b"], "{n}");
+
+    // default_expires: the Expires of a dialog PUBLISH or SUBSCRIBE without one.
+    let ruri = format!("sip:erin@127.0.0.1:{}", h.sip);
+    let b = dialog_info("sip:erin@example.com", &dialog("e1", "initiator", "trying"));
+    let r = publisher.transact(&request(
+        &publisher,
+        "PUBLISH",
+        &ruri,
+        &["Event: dialog", "Content-Type: application/dialog-info+xml"],
+        &b,
+    ));
+    assert_eq!((status(&r), header(&r, "Expires").as_deref()), (200, Some("120")), "{r}");
+    let mut erin = Client::udp(h.sip_addr());
+    let r = erin.transact(&request(&erin, "SUBSCRIBE", &ruri, &["Event: dialog"], ""));
+    assert_eq!((status(&r), header(&r, "Expires").as_deref()), (200, Some("120")), "{r}");
+    let n = next_notify(&mut erin);
+    assert_eq!(dialog_ids(body(&n)), ["e1"], "{n}");
 }
