@@ -187,6 +187,26 @@ impl<'a> RequestContext<'a> {
         if f(self.ctx, path.into()) { Ok(()) } else { Err(Error::new(format!("`{path}` is not a Path vector"))) }
     }
 
+    /// Asks to be told about the replies of the transaction the relay will create for this
+    /// request (Kamailio's TMCB_RESPONSE_IN on the transaction of `t_relay`): `on_reply` runs for
+    /// every reply received from downstream, provisional (100 included) and final, and for the
+    /// relay's local finals (408 timeout, 503 could not send, 478 unresolvable, 500; `local` set),
+    /// then it is dropped. It runs on the thread that read the reply (a UDP receiver, before the
+    /// reply goes upstream) or on a worker, never inside this call, and never twice at once.
+    /// When the request is not relayed statefully (the route answers it, drops it, or it is an
+    /// ACK) the closure is dropped without a call: put what must happen then in its `Drop`.
+    /// Fails when the host is too old to offer it.
+    pub fn on_relay_reply(&self, on_reply: impl FnMut(Reply<'_>) + Send + 'static) -> Result<(), Error> {
+        let host = self.host()?;
+        let f =
+            host.vtable().sip_on_relay_reply().ok_or_else(|| Error::new("this host cannot report relayed replies"))?;
+        if f(host.module_name().into(), self.ctx, relay_reply_callback(on_reply)) {
+            Ok(())
+        } else {
+            Err(Error::new("no request is being routed"))
+        }
+    }
+
     /// The local socket the request arrived on, as Kamailio writes it (`udp:127.0.0.1:5060`);
     /// `None` when the host does not offer it.
     pub fn received_socket(&self) -> Option<String> {
@@ -366,4 +386,32 @@ unsafe extern "C" fn drop_reply(data: *mut c_void) {
 pub(crate) fn reply_callback(f: impl FnOnce(Reply<'_>) + Send + 'static) -> FfiReplyCallback {
     let boxed: Box<BoxedReplyFn> = Box::new(Mutex::new(Some(Box::new(f))));
     FfiReplyCallback { data: Box::into_raw(boxed) as *mut c_void, call: call_reply, drop: drop_reply }
+}
+
+type BoxedRelayReplyFn = Mutex<Box<dyn FnMut(Reply<'_>) + Send>>;
+
+unsafe extern "C" fn call_relay_reply(data: *mut c_void, reply: &FfiReply<'_>) -> FfiStatus {
+    // SAFETY: `data` is the `Box<BoxedRelayReplyFn>` leaked in `relay_reply_callback`.
+    let cell = unsafe { &*(data as *const BoxedRelayReplyFn) };
+    let reply =
+        Reply { code: reply.status, reason: reply.reason.as_str(), local: reply.local, message: message(&reply.msg) };
+    match catch_unwind(AssertUnwindSafe(|| {
+        let mut f = cell.lock().unwrap_or_else(|e| e.into_inner());
+        f(reply)
+    })) {
+        Ok(()) => ROk(()),
+        Err(panic) => RErr(FfiError { kind: FfiError::PANIC, message: panic_message(&panic).into() }),
+    }
+}
+
+unsafe extern "C" fn drop_relay_reply(data: *mut c_void) {
+    // SAFETY: called once, on the pointer leaked in `relay_reply_callback`.
+    let boxed = unsafe { Box::from_raw(data as *mut BoxedRelayReplyFn) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(boxed)));
+}
+
+/// A callback for every reply of a relayed request (called any number of times, then dropped).
+pub(crate) fn relay_reply_callback(f: impl FnMut(Reply<'_>) + Send + 'static) -> FfiReplyCallback {
+    let boxed: Box<BoxedRelayReplyFn> = Box::new(Mutex::new(Box::new(f)));
+    FfiReplyCallback { data: Box::into_raw(boxed) as *mut c_void, call: call_relay_reply, drop: drop_relay_reply }
 }

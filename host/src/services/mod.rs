@@ -124,6 +124,7 @@ pub fn vtable() -> HostRef {
             sip_set_dst_uri,
             sip_set_path,
             db_exec_batch,
+            sip_on_relay_reply,
         }
         .leak_into_prefix()
     })
@@ -383,6 +384,17 @@ extern "C" fn sip_set_path(ctx: *const c_void, path: RStr<'_>) -> bool {
     match unsafe { request_ctx(ctx) } {
         Some(c) => {
             *c.path.borrow_mut() = routes;
+            true
+        }
+        None => false,
+    }
+}
+
+extern "C" fn sip_on_relay_reply(module: RStr<'_>, ctx: *const c_void, callback: FfiReplyCallback) -> bool {
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) => {
+            c.relay_watchers.borrow_mut().push((module.to_string(), callback));
             true
         }
         None => false,

@@ -73,6 +73,9 @@ pub struct RequestCtx {
     pub path: RefCell<Option<Vec<String>>>,
     /// `record_route()`.
     pub record_route: Cell<bool>,
+    /// Modules' callbacks for the replies of the relay's client transaction
+    /// (`sip_on_relay_reply`), with the module names; moved into the relay state by `t_relay`.
+    pub relay_watchers: RefCell<Vec<(String, plugin_api::ffi::FfiReplyCallback)>>,
     /// The To-tag for replies to an out-of-dialog request: a hash of the dialog-identifying
     /// fields, so every reply to the same request (and its retransmissions) carries the same tag.
     pub to_tag: String,
@@ -138,6 +141,7 @@ impl RequestCtx {
             dst_uri: RefCell::new(None),
             path: RefCell::new(None),
             record_route: Cell::new(false),
+            relay_watchers: RefCell::new(Vec::new()),
             to_tag,
         }
     }

@@ -392,8 +392,9 @@ impl SipCore {
                     Some(Owner::Proxy { server }) => Some(*server),
                     _ => None,
                 };
+                let first = matches!(event, ResponseEvent::Provisional(_));
                 if let Some(server) = server {
-                    super::proxy::forward_response(self, server, msg);
+                    super::proxy::forward_response(self, server, msg, first, dispatch);
                 }
             }
             ResponseEvent::Final(tx) => {
@@ -419,7 +420,7 @@ impl SipCore {
                             owners.insert(tx, Owner::Proxy { server });
                         }
                         drop(owners);
-                        super::proxy::forward_response(self, server, msg);
+                        super::proxy::forward_response(self, server, msg, true, dispatch);
                     }
                     Some(Owner::Cancel) | None => {}
                 }

@@ -9,8 +9,8 @@
 //! upstream at once, and a CANCEL is answered here and sent downstream. ACKs to 2xx (no
 //! transaction) and stray 2xx responses to INVITE are forwarded statelessly.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use sip_message::{HeaderName, Message, Method, ReplyOptions, SipUri, write_reply
 use sip_transaction::TxId;
 
 use super::context::{RequestCtx, SipMsg};
-use super::core::{Owner, SipCore};
+use super::core::{Dispatch, Owner, SipCore};
 use super::edit::{Edits, first_header_start, line_range, remove_first_value};
 use super::transport::{Dest, Proto, Source};
 
@@ -30,6 +30,52 @@ pub struct RelayState {
     /// The client transaction carrying it, and where it went (a CANCEL follows it there).
     pub client: Option<(TxId, Dest)>,
     pub to_tag: String,
+    /// Modules' callbacks for every reply of the client transaction (`sip_on_relay_reply`).
+    pub watchers: Option<RelayWatchers>,
+}
+
+/// The callbacks modules registered for a relayed request's replies, with the module names.
+/// Behind a mutex: calls for one transaction never overlap.
+pub type RelayWatchers = Arc<Mutex<Vec<(String, plugin_api::ffi::FfiReplyCallback)>>>;
+
+/// Tells the watchers about a reply (`msg`) or a local final (`code reason`): right here when
+/// `dispatch` is inline (a UDP receiver, before the reply goes upstream, so a module sees the
+/// 200 before the caller can send its ACK), else on a worker.
+fn notify_watchers(
+    core: &SipCore,
+    watchers: RelayWatchers,
+    code: u16,
+    reason: &str,
+    msg: Option<SipMsg>,
+    dispatch: Dispatch,
+) {
+    let reason = reason.to_string();
+    let run = move || {
+        let (ffi_msg, reason) = match &msg {
+            Some(m) => {
+                (m.ffi(), m.view().reason().map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default())
+            }
+            None => (plugin_api::ffi::FfiMsg::EMPTY, reason),
+        };
+        let status = msg.as_ref().and_then(|m| m.view().status_code()).unwrap_or(code);
+        let reply = plugin_api::ffi::FfiReply {
+            status,
+            reason: abi_stable::std_types::RStr::from_str(&reason),
+            local: msg.is_none(),
+            msg: ffi_msg,
+        };
+        let watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for (module, callback) in watchers.iter() {
+            if let abi_stable::std_types::RErr(e) = callback.call(&reply) {
+                tracing::error!(%module, "relay reply callback failed: {}", e.message);
+                crate::services::plugin_error();
+            }
+        }
+    };
+    match dispatch {
+        Dispatch::Inline => run(),
+        Dispatch::Worker => core.workers.submit(Box::new(run)),
+    }
 }
 
 /// A unique token for branches, tags and Call-IDs (unique, not secret).
@@ -100,7 +146,10 @@ pub fn respond(core: &Arc<SipCore>, server: TxId, code: u16, bytes: Bytes) -> bo
 
 /// Answers a relayed request locally (timeout, transport error, unresolvable next hop).
 pub fn reply_upstream(core: &Arc<SipCore>, server: TxId, code: u16, reason: &str) {
-    let state = core.relayed.lock().unwrap_or_else(|e| e.into_inner()).remove(&server);
+    let mut state = core.relayed.lock().unwrap_or_else(|e| e.into_inner()).remove(&server);
+    if let Some(watchers) = state.as_mut().and_then(|s| s.watchers.take()) {
+        notify_watchers(core, watchers, code, reason, None, Dispatch::Worker);
+    }
     if let Some(s) = state
         && let Some(bytes) = build_reply(&s.request.view(), &s.src, code, reason, &s.to_tag, &[], None)
     {
@@ -108,10 +157,22 @@ pub fn reply_upstream(core: &Arc<SipCore>, server: TxId, code: u16, reason: &str
     }
 }
 
-/// Forwards a response upstream: our Via off, through the server transaction.
-pub fn forward_response(core: &Arc<SipCore>, server: TxId, msg: &SipMsg) {
+/// Forwards a response upstream: our Via off, through the server transaction. The relay's
+/// watchers see it first (`first`: not an additional 2xx).
+pub fn forward_response(core: &Arc<SipCore>, server: TxId, msg: &SipMsg, first: bool, dispatch: Dispatch) {
     let view = msg.view();
     let code = view.status_code().unwrap_or(0);
+    let watchers = if !first {
+        None
+    } else if code >= 200 {
+        core.relayed.lock().unwrap_or_else(|e| e.into_inner()).remove(&server).and_then(|mut s| s.watchers.take())
+    } else {
+        core.relayed.lock().unwrap_or_else(|e| e.into_inner()).get(&server).and_then(|s| s.watchers.clone())
+    };
+    if let Some(watchers) = watchers {
+        let owned = SipMsg { buf: msg.buf.clone(), parsed: msg.parsed.clone() };
+        notify_watchers(core, watchers, code, "", Some(owned), dispatch);
+    }
     if code == 100 {
         return; // hop by hop
     }
@@ -410,6 +471,10 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
             src: ctx.src,
             client: None,
             to_tag: ctx.to_tag.clone(),
+            watchers: {
+                let w = std::mem::take(&mut *ctx.relay_watchers.borrow_mut());
+                (!w.is_empty()).then(|| Arc::new(Mutex::new(w)))
+            },
         },
     );
     let forward = move |core: &Arc<SipCore>, msg: &SipMsg, hop: &NextHop, dest: Dest| {

@@ -360,4 +360,13 @@ pub struct HostVTable {
     /// Added after the prefix: a module reads it as an `Option` (and uses a transaction
     /// without it).
     pub db_exec_batch: extern "C" fn(db: u32, ops: RSlice<'_, FfiDbOp>) -> RResult<RVec<FfiDbResult>, RString>,
+    /// Asks for the replies of the client transaction the relay will create for the request of
+    /// `ctx` (Kamailio's TMCB_RESPONSE_IN on the transaction `t_relay` makes): `callback` is
+    /// called for every reply received from downstream, provisional and final (100 included,
+    /// retransmissions and 2xx after the first final not), and for the relay's local finals
+    /// (408 timeout, 503 transport error, 478 unresolvable, 500), then dropped. When the
+    /// request is not relayed statefully (answered by the route, dropped, an ACK) it is dropped
+    /// without a call. Calls for one transaction never overlap. False when `ctx` names no
+    /// request. Added after the prefix: a module reads it as an `Option`.
+    pub sip_on_relay_reply: extern "C" fn(module: RStr<'_>, ctx: *const c_void, callback: FfiReplyCallback) -> bool,
 }

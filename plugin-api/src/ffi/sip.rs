@@ -228,7 +228,9 @@ pub struct FfiReply<'a> {
     pub msg: FfiMsg<'a>,
 }
 
-/// A callback for the final reply: called at most once, then dropped (on a worker thread).
+/// A callback for replies, dropped after its last call: the final reply of a module's request
+/// (`sip_send_request`, at most once, on a worker), or every reply of a relayed request
+/// (`sip_on_relay_reply`).
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct FfiReplyCallback {
