@@ -283,3 +283,46 @@ fn force_single_dialog_and_force_dummy_dialog() {
     let n = next_notify(&mut erin);
     assert_eq!(dialog_ids(body(&n)), ["e1"], "{n}");
 }
+
+/// The presence core's dialog rules (Kamailio's handle_publish for the `dialog` event): a new
+/// publication about a dialog replaces the stored ones about the same dialog id, and an update
+/// to a publication whose dialog is terminated is acknowledged and ignored.
+#[test]
+fn same_dialog_replaced_and_terminated_dialog_kept() {
+    let h = server("dialoginfo-core-rules", "");
+    let mut c = Client::udp(h.sip_addr());
+    let entity = "sip:bob@127.0.0.1";
+    let r = publish(&mut c, &h, "bob", &[], &dialog_info(entity, &dialog("d1", "initiator", "early")));
+    assert_eq!(status(&r), 200, "{r}");
+    let r = publish(&mut c, &h, "bob", &[], &dialog_info(entity, &dialog("d2", "recipient", "early")));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(publications(&h), 2);
+    // A new publication (no SIP-If-Match) about d1 replaces the stored one about d1.
+    let r = publish(&mut c, &h, "bob", &[], &dialog_info(entity, &dialog("d1", "initiator", "confirmed")));
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(publications(&h), 2, "d1's older publication went");
+    let etag = header(&r, "SIP-ETag").unwrap();
+    let r = publish(
+        &mut c,
+        &h,
+        "bob",
+        &[&format!("SIP-If-Match: {etag}")],
+        &dialog_info(entity, &dialog("d1", "initiator", "terminated")),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let etag = header(&r, "SIP-ETag").unwrap();
+    // d1 ended: a late update is answered 200 with the same ETag and changes nothing.
+    let r = publish(
+        &mut c,
+        &h,
+        "bob",
+        &[&format!("SIP-If-Match: {etag}")],
+        &dialog_info(entity, &dialog("d1", "initiator", "confirmed")),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "SIP-ETag").as_deref(), Some(etag.as_str()), "{r}");
+    let list = h.result("presence.presentity_show", json!(["full", "bob", "*"]));
+    let bodies: Vec<&str> = list.as_array().unwrap().iter().filter_map(|p| p["body"].as_str()).collect();
+    assert!(bodies.iter().any(|b| b.contains("id=\"d1\"") && b.contains("terminated")), "{list}");
+    assert!(!bodies.iter().any(|b| b.contains("id=\"d1\"") && b.contains("confirmed")), "{list}");
+}

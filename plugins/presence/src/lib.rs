@@ -12,6 +12,7 @@
 //! `presence.presentity_list`, `presence.presentity_show`, `presence.watcher_list`.
 
 pub mod config;
+mod dialog_event;
 pub mod etag;
 pub mod events;
 mod rpc;

@@ -270,6 +270,9 @@ impl Server {
                 // A new publication that expires at once: nothing to keep.
                 return Ok((Answer::new(200, "OK").with("Expires", "0").with("SIP-ETag", etag), None));
             }
+            if pkg.name == "dialog" {
+                self.drop_same_dialog(&pres_uri, body, now);
+            }
             // The database write outside the state lock, so writes of several receivers can
             // share a commit (group commit in the host). No other request can refer to this
             // publication before our reply: its ETag is new.
@@ -291,6 +294,17 @@ impl Server {
             None => self.state().presentities.find(&pres_uri, &pkg.name, etag),
         };
         let Some(old) = old else { return Err(unknown()) };
+        if pkg.name == "dialog"
+            && expires != 0
+            && crate::dialog_event::first_dialog(&old.body)
+                .and_then(|(_, state)| state)
+                .is_some_and(|s| s.eq_ignore_ascii_case("terminated"))
+        {
+            // Kamailio: a dialog that ended stays ended; a late update is acknowledged and ignored.
+            tracing::info!("presence: update of a terminated dialog of {pres_uri} skipped");
+            let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", etag);
+            return Ok((a, None));
+        }
         // Each change below is conditional on the old ETag still being there: of two requests
         // naming it (here or on another server sharing the table), one wins, the other gets 412.
         if expires == 0 {
@@ -346,6 +360,33 @@ impl Server {
         }
         let a = Answer::new(200, "OK").with("Expires", shown_expires(expires).to_string()).with("SIP-ETag", new_etag);
         Ok((a, Some((pres_uri, pkg, None))))
+    }
+
+    /// `dialog` event: a new publication about a dialog replaces the stored ones about the same
+    /// dialog id (one call's states come from successive new publications, e.g. after a
+    /// publisher restart); no NOTIFY of their own, the new publication's follows.
+    fn drop_same_dialog(&self, pres_uri: &str, body: &[u8], now: i64) {
+        let Some((id, _)) = crate::dialog_event::first_dialog(body) else { return };
+        let stale: Vec<String> = self
+            .current_publications_received(pres_uri, "dialog", now)
+            .into_iter()
+            .filter(|p| crate::dialog_event::first_dialog(&p.body).is_some_and(|(other, _)| other == id))
+            .map(|p| p.etag)
+            .collect();
+        for etag in stale {
+            match self.shared_pubs() {
+                Some(db) => {
+                    if let Err(e) = db.delete_publication(pres_uri, "dialog", &etag) {
+                        tracing::error!("presence: deleting an older publication of dialog {id}: {e}");
+                    }
+                }
+                None => {
+                    if self.state().presentities.remove(pres_uri, "dialog", &etag).is_some() {
+                        self.delete_publication(pres_uri, "dialog", &etag);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether publications are written to the database as they change (publ_cache 0 and 1).
