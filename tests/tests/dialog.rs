@@ -2,6 +2,8 @@
 //! (`record_route()`, `dlg_manage()`, `t_relay()`), and `dlg.list` shows each dialog's state
 //! as Kamailio numbers it: 2 while the callee rings, 4 after the ACK, gone after the BYE from
 //! either side, after a 486, after a CANCEL (through the 487), and after `default_timeout`.
+//! The `testdlg` module (tests/plugins/testdlg) records the dialog API's callbacks: their
+//! types, directions, states and triggering messages are checked for each call.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use serde_json::{Value, json};
 /// A proxy with the dialog module; `timeout` is `default_timeout`.
 fn proxy(name: &str, timeout: u32) -> Host {
     let config = format!(
-        r#"loadmodule = ["dialog"]
+        r#"loadmodule = ["dialog", "testdlg"]
 [core]
 children = 2
 modules_path = ["@MODULES@"]
@@ -85,6 +87,21 @@ fn wait_state(host: &Host, state: u64) -> Value {
     last.remove(0)
 }
 
+/// Waits until the dialog API's callbacks recorded by testdlg are `want` (each `TYPE direction
+/// state trigger`, the trigger being the message's method or status, `-` without one).
+fn wait_events(host: &Host, want: &[&str]) {
+    let mut got: Vec<String> = Vec::new();
+    let ok = eventually(Duration::from_secs(5), || {
+        let more = host.result("testdlg.events", json!([]));
+        for e in more.as_array().unwrap() {
+            let e = e.as_str().unwrap();
+            got.push(e.split(' ').take(4).collect::<Vec<_>>().join(" "));
+        }
+        got.len() >= want.len()
+    });
+    assert!(ok && got == want, "callbacks: got {got:?}, want {want:?}\n{}", host.log());
+}
+
 fn wait_gone(host: &Host) {
     let mut last = Vec::new();
     let ok = eventually(Duration::from_secs(5), || {
@@ -132,6 +149,10 @@ fn call_rings_is_answered_and_the_caller_hangs_up() {
     finished(uas, "the callee", &host);
     let r = host.rpc("dlg.dlg_list", json!([call_id, from_tag]));
     assert_eq!(r["error"]["code"], 404, "{r}");
+    wait_events(
+        &host,
+        &["CREATED 1 1 INVITE", "EARLY 2 2 180", "CONFIRMED_NA 2 3 200", "CONFIRMED 1 4 ACK", "TERMINATED 1 5 BYE"],
+    );
 }
 
 /// The callee hangs up: its BYE (upstream, tags swapped) ends the dialog too.
@@ -145,6 +166,7 @@ fn the_callee_hangs_up() {
     wait_gone(&host);
     finished(uas, "the callee", &host);
     finished(uac, "the caller", &host);
+    wait_events(&host, &["CREATED 1 1 INVITE", "CONFIRMED_NA 2 3 200", "CONFIRMED 1 4 ACK", "TERMINATED 2 5 BYE"]);
 }
 
 /// 486 Busy Here: the dialog fails and is removed; the failure is counted.
@@ -160,6 +182,7 @@ fn busy_callee_fails_the_dialog() {
     let (_, metrics) = e2e::http_request(host.http.unwrap(), "GET", "/metrics", "");
     assert!(metrics.contains("puahost_dialog_failed_dialogs_total 1"), "{metrics}");
     assert!(metrics.contains("puahost_dialog_processed_dialogs_total 1"), "{metrics}");
+    wait_events(&host, &["CREATED 1 1 INVITE", "FAILED 2 5 486"]);
 }
 
 /// CANCEL while the callee rings: early, then gone once the 487 comes back.
@@ -195,6 +218,7 @@ fn cancel_before_answer_ends_the_dialog() {
     c.send(ack.as_bytes());
     wait_gone(&host);
     finished(uas, "the callee", &host);
+    wait_events(&host, &["CREATED 1 1 INVITE", "EARLY 2 2 180", "FAILED 2 5 487"]);
 }
 
 /// `default_timeout`: a confirmed dialog is removed when its lifetime runs out (no BYE is
@@ -210,6 +234,10 @@ fn dialog_expires_after_default_timeout() {
     wait_gone(&host);
     let (_, metrics) = e2e::http_request(host.http.unwrap(), "GET", "/metrics", "");
     assert!(metrics.contains("puahost_dialog_expired_dialogs_total 1"), "{metrics}");
+    wait_events(
+        &host,
+        &["CREATED 1 1 INVITE", "EARLY 2 2 180", "CONFIRMED_NA 2 3 200", "CONFIRMED 1 4 ACK", "EXPIRED 0 5 -"],
+    );
     finished(uac, "the caller", &host);
     finished(uas, "the callee", &host);
 }
