@@ -169,6 +169,29 @@ fn the_callee_hangs_up() {
     wait_events(&host, &["CREATED 1 1 INVITE", "CONFIRMED_NA 2 3 200", "CONFIRMED 1 4 ACK", "TERMINATED 2 5 BYE"]);
 }
 
+/// `dlg.end_dlg h_entry h_id` ends a confirmed call with a BYE to each side;
+/// `dlg.terminate_dlg` needs the dialog's three identifiers.
+#[test]
+fn end_dlg_sends_byes_both_ways() {
+    let host = proxy("dlg-end", 43200);
+    let port = e2e::free_port();
+    let uas = callee(&host, "dlg_callee", port, 0);
+    let uac = caller(&host, "dlg_caller_hung_up_on", port, 0);
+    let d = wait_state(&host, 4);
+    let r = host.rpc("dlg.terminate_dlg", json!([d["call-id"], d["caller"]["tag"], "not-the-to-tag"]));
+    assert_eq!(r["error"]["code"], 404, "{r}");
+    host.result("dlg.end_dlg", json!([d["h_entry"], d["h_id"]]));
+    assert!(dialogs(&host).is_empty());
+    finished(uas, "the callee", &host);
+    finished(uac, "the caller", &host);
+    wait_events(
+        &host,
+        &["CREATED 1 1 INVITE", "EARLY 2 2 180", "CONFIRMED_NA 2 3 200", "CONFIRMED 1 4 ACK", "TERMINATED 0 5 -"],
+    );
+    let r = host.rpc("dlg.end_dlg", json!([d["h_entry"], d["h_id"]]));
+    assert_eq!(r["error"]["code"], 404, "{r}");
+}
+
 /// 486 Busy Here: the dialog fails and is removed; the failure is counted.
 #[test]
 fn busy_callee_fails_the_dialog() {

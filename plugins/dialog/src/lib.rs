@@ -19,6 +19,45 @@ use serde_json::json;
 
 use store::{Dialog, Dialogs, Event, Id, NewDialog};
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byes_go_both_ways_with_the_route_sets() {
+        let d = Dialog {
+            h_entry: 1,
+            h_id: 1,
+            call_id: "c1".into(),
+            from_uri: "sip:alice@a.test".into(),
+            from_tag: "ft".into(),
+            to_uri: "sip:bob@b.test".into(),
+            to_tag: "tt".into(),
+            req_uri: "sip:bob@b.test".into(),
+            caller_contact: "sip:alice@192.0.2.1".into(),
+            callee_contact: "sip:bob@192.0.2.2".into(),
+            caller_cseq: 10,
+            callee_cseq: 0,
+            caller_route_set: "<sip:up1;lr>,<sip:up2;lr>".into(),
+            callee_route_set: "<sip:down2;lr>,<sip:down1;lr>,<sip:me;lr>,<sip:up1;lr>,<sip:up2;lr>".into(),
+            caller_socket: String::new(),
+            state: 4,
+            init_ts: 0,
+            start_ts: 0,
+            lifetime: 60,
+            timeout: 60,
+        };
+        let [callee, caller] = byes(&d, |u| u == "sip:me;lr");
+        assert_eq!((callee.ruri.as_str(), callee.cseq), ("sip:bob@192.0.2.2", 11));
+        assert_eq!((callee.from_tag.as_str(), callee.to_tag.as_str()), ("ft", "tt"));
+        assert_eq!(callee.route_set, ["<sip:down1;lr>", "<sip:down2;lr>"]);
+        assert_eq!((caller.ruri.as_str(), caller.cseq), ("sip:alice@192.0.2.1", 1));
+        assert_eq!((caller.from.as_str(), caller.from_tag.as_str()), ("<sip:bob@b.test>", "tt"));
+        assert_eq!((caller.to.as_str(), caller.to_tag.as_str()), ("<sip:alice@a.test>", "ft"));
+        assert_eq!(caller.route_set, ["<sip:up1;lr>", "<sip:up2;lr>"]);
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -172,6 +211,55 @@ pub fn dialog_json(d: &Dialog) -> Value {
 /// The module.
 pub struct DialogModule {
     state: &'static State,
+    host: Host,
+}
+
+/// A route set as Route values: the comma-separated Record-Route values, in order.
+fn routes(set: &str) -> Vec<String> {
+    set.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect()
+}
+
+/// The URI inside a `<...>` name-addr (or the value itself).
+fn addr_uri(v: &str) -> &str {
+    v.split_once('<').and_then(|(_, r)| r.split_once('>')).map_or(v, |(u, _)| u)
+}
+
+/// The BYEs that end `d` from this proxy (Kamailio's `dlg_bye_all`): to the callee as if from
+/// the caller, and to the caller as if from the callee, each with the next CSeq of its side.
+/// Towards the caller the route set is the INVITE's Record-Route (the proxies before us);
+/// towards the callee the 2xx's Record-Route values above ours (the proxies after us), nearest
+/// first.
+pub fn byes(d: &Dialog, is_myself: impl Fn(&str) -> bool) -> [Request; 2] {
+    let callee_side: Vec<String> = {
+        let all = routes(&d.callee_route_set);
+        let ours = all.iter().position(|r| is_myself(addr_uri(r))).unwrap_or(all.len());
+        all[..ours].iter().rev().cloned().collect()
+    };
+    let to_callee = Request {
+        method: "BYE".into(),
+        ruri: d.callee_contact.clone(),
+        from: format!("<{}>", d.from_uri),
+        from_tag: d.from_tag.clone(),
+        to: format!("<{}>", d.to_uri),
+        to_tag: d.to_tag.clone(),
+        call_id: d.call_id.clone(),
+        cseq: d.caller_cseq.saturating_add(1),
+        route_set: callee_side,
+        ..Default::default()
+    };
+    let to_caller = Request {
+        method: "BYE".into(),
+        ruri: d.caller_contact.clone(),
+        from: format!("<{}>", d.to_uri),
+        from_tag: d.to_tag.clone(),
+        to: format!("<{}>", d.from_uri),
+        to_tag: d.from_tag.clone(),
+        call_id: d.call_id.clone(),
+        cseq: d.callee_cseq.saturating_add(1),
+        route_set: routes(&d.caller_route_set),
+        ..Default::default()
+    };
+    [to_callee, to_caller]
 }
 
 struct Service(&'static State);
@@ -241,12 +329,53 @@ impl DialogModule {
     }
 
     fn dlg_list(&self, call: &RpcCall) -> RpcResult {
-        let (Some(call_id), Some(from_tag)) = (call.str(0), call.str(1)) else {
-            return Err(RpcFault::new(500, "Invalid parameters (Call-ID and From tag)"));
+        let Some(call_id) = call.str(0) else {
+            return Err(RpcFault::new(500, "Invalid parameters (Call-ID and optionally From tag)"));
         };
+        let from_tag = call.str(1);
         self.state
-            .apply(|t| t.find(&call_id, &from_tag).map(dialog_json))
+            .apply(|t| match &from_tag {
+                Some(tag) => t.find(&call_id, tag).map(dialog_json),
+                None => t.find_call(&call_id).map(dialog_json),
+            })
             .ok_or_else(|| RpcFault::new(404, "Dialog not found"))
+    }
+
+    /// Ends dialog `id` with BYEs both ways; it is terminated at once (callbacks with direction
+    /// NONE), whatever the BYEs' replies.
+    fn end(&self, id: Option<Id>) -> RpcResult {
+        let ended = id.and_then(|id| self.state.apply(|t| t.terminate(id)));
+        let Some((d, events)) = ended else { return Err(RpcFault::new(404, "Dialog not found")) };
+        self.state.run(events, None);
+        for bye in byes(&d, |u| self.host.is_myself(u)) {
+            if bye.ruri.is_empty() {
+                continue;
+            }
+            let call_id = d.call_id.clone();
+            if let Err(e) = self.host.send_request(&bye, move |r| {
+                tracing::debug!(%call_id, "BYE answered {}", r.code);
+            }) {
+                tracing::warn!(call_id = %d.call_id, "BYE not sent to {}: {e}", bye.ruri);
+            }
+        }
+        Ok(Value::Null)
+    }
+
+    /// `dlg.end_dlg h_entry h_id`.
+    fn end_dlg(&self, call: &RpcCall) -> RpcResult {
+        let (Some(e), Some(i)) = (call.int(0), call.int(1)) else {
+            return Err(RpcFault::new(500, "Invalid parameters"));
+        };
+        self.end(u32::try_from(e).ok().zip(u32::try_from(i).ok()))
+    }
+
+    /// `dlg.terminate_dlg callid from_tag to_tag`.
+    fn terminate_dlg(&self, call: &RpcCall) -> RpcResult {
+        let (Some(call_id), Some(from_tag), Some(to_tag)) = (call.str(0), call.str(1), call.str(2)) else {
+            return Err(RpcFault::new(500, "Invalid parameters (Call-ID, From tag, To tag)"));
+        };
+        let id = self.state.apply(|t| t.find(&call_id, &from_tag).filter(|d| d.to_tag == to_tag).map(Dialog::id));
+        self.end(id)
     }
 
     fn stats_active(&self, _call: &RpcCall) -> RpcResult {
@@ -279,8 +408,13 @@ impl Module for DialogModule {
             )
             .rpc(Rpc::new("dlg.list", Self::list).doc("every dialog"))
             .rpc(Rpc::new("dlg.list_ctx", Self::list).doc("every dialog (no module adds context)"))
-            .rpc(Rpc::new("dlg.dlg_list", Self::dlg_list).doc("the dialog of a Call-ID and From tag"))
-            .rpc(Rpc::new("dlg.dlg_list_ctx", Self::dlg_list).doc("the dialog of a Call-ID and From tag"))
+            .rpc(Rpc::new("dlg.dlg_list", Self::dlg_list).doc("the dialog of a Call-ID (and From tag)"))
+            .rpc(Rpc::new("dlg.dlg_list_ctx", Self::dlg_list).doc("the dialog of a Call-ID (and From tag)"))
+            .rpc(Rpc::new("dlg.end_dlg", Self::end_dlg).doc("ends a confirmed dialog with BYEs both ways: h_entry h_id"))
+            .rpc(
+                Rpc::new("dlg.terminate_dlg", Self::terminate_dlg)
+                    .doc("ends a confirmed dialog with BYEs both ways: Call-ID, From tag, To tag"),
+            )
             .rpc(Rpc::new("dlg.stats_active", Self::stats_active).doc("dialogs by state"))
     }
 
@@ -302,7 +436,7 @@ impl Module for DialogModule {
             state.expire();
             Ok(())
         })?;
-        Ok(DialogModule { state })
+        Ok(DialogModule { state, host: *host })
     }
 }
 

@@ -335,6 +335,23 @@ impl Dialogs {
         })
     }
 
+    /// The first dialog of a Call-ID.
+    pub fn find_call(&self, call_id: &str) -> Option<&Dialog> {
+        self.by_call_id.get(call_id)?.iter().find_map(|id| self.dialogs.get(id))
+    }
+
+    /// Ends a confirmed dialog from here (`dlg.end_dlg`, `dlg.terminate_dlg`): the copy to
+    /// send the BYEs from, and its TERMINATED event. `None` for an unknown or unconfirmed
+    /// dialog.
+    pub fn terminate(&mut self, id: Id) -> Option<(Dialog, Vec<Event>)> {
+        let d = self.dialogs.get(&id)?;
+        if d.state < state::CONFIRMED_NA {
+            return None;
+        }
+        let copy = d.clone();
+        Some((copy, self.delete(id, cb::TERMINATED, dir::NONE)))
+    }
+
     /// Dialogs whose lifetime ran out by `now`: deleted, one EXPIRED event each.
     pub fn expire(&mut self, now: i64) -> Vec<Event> {
         let due: Vec<Id> = self.deadlines.range(..=(now, (u32::MAX, u32::MAX))).map(|(_, id)| *id).collect();
@@ -443,6 +460,20 @@ mod tests {
         t.reply(0, id, 180, Some("tt"), None, None);
         assert!(t.request("BYE", "c2", "ft", "tt", 2).unwrap().is_empty());
         assert_eq!(t.get(id).unwrap().state, state::EARLY);
+    }
+
+    #[test]
+    fn terminate_only_confirmed_dialogs() {
+        let mut t = Dialogs::new();
+        let (id, _) = t.create(0, invite("c1"));
+        t.reply(0, id, 180, Some("tt"), None, None);
+        assert!(t.terminate(id).is_none(), "early: CANCEL is the caller's");
+        t.reply(0, id, 200, Some("tt"), None, None);
+        let (d, ev) = t.terminate(id).unwrap();
+        assert_eq!((d.call_id.as_str(), d.to_tag.as_str()), ("c1", "tt"));
+        assert_eq!(kinds(&ev), [(cb::TERMINATED, dir::NONE, state::DELETED)]);
+        assert!(t.is_empty());
+        assert!(t.terminate(id).is_none());
     }
 
     #[test]
