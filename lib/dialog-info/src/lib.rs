@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 
+use pidf::splice::{declared_prefixes, escape_into, named, push_decl, qname, tag_end, text_content};
 use roxmltree::{Document, Node};
 
 pub use pidf::{Limits, PidfError};
@@ -305,17 +306,6 @@ fn push_attr(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
-/// Element whose local name equals `name` ASCII case-insensitively (libxml2's
-/// `xmlStrcasecmp(node->name, ...)`).
-fn named(n: Node, name: &str) -> bool {
-    n.is_element() && n.tag_name().name().eq_ignore_ascii_case(name)
-}
-
-/// Concatenated text of all descendants (`xmlNodeGetContent`).
-fn text_content(n: Node) -> String {
-    n.descendants().filter(Node::is_text).filter_map(|t| t.text()).collect()
-}
-
 /// Weight of a state in Kamailio's `check_relevant_state`.
 fn weight(state: &str) -> u32 {
     match () {
@@ -403,7 +393,7 @@ fn single_dialog<'a, 'i>(parsed: &'a [(&'i str, Document<'i>)]) -> Option<(usize
 fn push_copy(out: &mut String, text: &str, el: Node, src_root: Node) {
     let r = el.range();
     let name_end = r.start + 1 + qname(text, el).len();
-    let tag_end = tag_end(text.as_bytes(), r.start + 1).min(r.end);
+    let tag_end = tag_end(text.as_bytes(), r.start + 1).0.min(r.end);
     let own = declared_prefixes(text.get(name_end..tag_end).unwrap_or_default());
     out.push_str("  ");
     out.push_str(&text[r.start..name_end]);
@@ -422,90 +412,6 @@ fn push_copy(out: &mut String, text: &str, el: Node, src_root: Node) {
     }
     out.push_str(&text[name_end..r.end]);
     out.push('\n');
-}
-
-fn push_decl(out: &mut String, prefix: Option<&str>, uri: &str) {
-    out.push_str(" xmlns");
-    if let Some(p) = prefix {
-        out.push(':');
-        out.push_str(p);
-    }
-    out.push_str("=\"");
-    escape_into(out, uri);
-    out.push('"');
-}
-
-/// The element's qualified name as written (`d:dialog`).
-fn qname<'t>(text: &'t str, n: Node) -> &'t str {
-    let rest = text.get(n.range().start + 1..).unwrap_or_default();
-    let len = rest.find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>').unwrap_or(rest.len());
-    &rest[..len]
-}
-
-/// For a tag whose name starts at `from` (after `<`): the index just past its `>`, skipping
-/// quoted attribute values.
-fn tag_end(b: &[u8], from: usize) -> usize {
-    let mut quote = 0u8;
-    for (i, &c) in b.iter().enumerate().skip(from) {
-        if quote != 0 {
-            if c == quote {
-                quote = 0;
-            }
-        } else if c == b'"' || c == b'\'' {
-            quote = c;
-        } else if c == b'>' {
-            return i + 1;
-        }
-    }
-    b.len()
-}
-
-/// Prefixes declared by `xmlns` attributes in the attribute part of a start tag (`None` for
-/// the default namespace).
-fn declared_prefixes(attrs: &str) -> Vec<Option<&str>> {
-    let b = attrs.as_bytes();
-    let mut found = Vec::new();
-    let mut i = 0;
-    loop {
-        while b.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        let start = i;
-        while b.get(i).is_some_and(|c| !c.is_ascii_whitespace() && !b"=/>".contains(c)) {
-            i += 1;
-        }
-        if i == start {
-            return found;
-        }
-        let name = &attrs[start..i];
-        while b.get(i).is_some_and(|c| c.is_ascii_whitespace() || *c == b'=') {
-            i += 1;
-        }
-        let Some(&quote) = b.get(i) else { return found };
-        i = b.get(i + 1..).and_then(|s| s.iter().position(|&c| c == quote)).map_or(b.len(), |p| i + 2 + p);
-        if name == "xmlns" {
-            found.push(None);
-        } else if let Some(p) = name.strip_prefix("xmlns:") {
-            found.push(Some(p));
-        }
-    }
-}
-
-/// Escapes text for element content or a double-quoted attribute.
-fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]
