@@ -306,6 +306,7 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub mod dbs;
 pub mod kamailio;
+pub mod notify;
 
 /// A raw SIP client for the tests: sends text over UDP or TCP, reads replies.
 pub mod sip {

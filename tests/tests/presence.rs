@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::kamailio::{Kamailio, reply};
+use e2e::notify::{body, cseq_of, next_notify, publications};
 use e2e::sip::{Client, header, request, status};
 use e2e::{Host, database_tests, eventually};
 use serde_json::{Value, json};
@@ -64,43 +65,6 @@ fn publish(c: &mut Client, h: &Host, user: &str, extra: &[&str], body: &str) -> 
         headers.push("Content-Type: application/pidf+xml");
     }
     c.transact(&request(c, "PUBLISH", &ruri, &headers, body))
-}
-
-/// Waits for the next NOTIFY on `c` (answering it 200) and returns it.
-fn next_notify(c: &mut Client) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(Duration::from_millis(200))
-            && m.starts_with("NOTIFY ")
-        {
-            c.send(reply(&m, 200, "OK").as_bytes());
-            return m;
-        }
-    }
-    panic!("no NOTIFY within 5 s");
-}
-
-/// [`next_notify`] for NOTIFYs that may come from several servers: each 200 goes back to
-/// the server that sent the NOTIFY.
-fn next_notify_from_any(c: &mut Client) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(Duration::from_millis(200))
-            && m.starts_with("NOTIFY ")
-        {
-            c.answer(&m, &reply(&m, 200, "OK"));
-            return m;
-        }
-    }
-    panic!("no NOTIFY within 5 s");
-}
-
-fn body(m: &str) -> &str {
-    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
-fn publications(h: &Host) -> usize {
-    h.result("presence.presentity_list", json!([])).as_array().map_or(0, Vec::len)
 }
 
 #[test]
@@ -398,10 +362,6 @@ fn shared_server_with(name: &str, db_url: &str, xml: &str) -> Host {
     Host::start(name, &config_on(db_url, "subs_db_mode = 3\npubl_cache = 0\nclean_period = 1", xml))
 }
 
-fn cseq_of(m: &str) -> u32 {
-    header(m, "CSeq").unwrap().split(' ').next().unwrap().parse().unwrap()
-}
-
 /// Two servers on one database: a subscription made on one is notified by the other, an ETag
 /// given by one is known to the other, NOTIFY CSeqs from both never repeat, and an expired
 /// publication is announced once.
@@ -414,7 +374,7 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     let r = watcher.transact(&sub);
     assert_eq!(status(&r), 200, "{r}");
     let to_tag = e2e::kamailio::tag(&header(&r, "To").unwrap()).expect("To-tag");
-    let first = cseq_of(&next_notify_from_any(&mut watcher));
+    let first = cseq_of(&next_notify(&mut watcher));
     assert_eq!(
         b.result("presence.watcher_list", json!(["basic", "sip:erin@127.0.0.1"])).as_array().map(Vec::len),
         Some(1)
@@ -425,7 +385,7 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     let r = publish(&mut publisher, &b, "erin", &[], &pidf("sip:erin@127.0.0.1", "t1", "open", "via b"));
     assert_eq!(status(&r), 200, "{r}");
     let etag = header(&r, "SIP-ETag").unwrap();
-    let n = next_notify_from_any(&mut watcher);
+    let n = next_notify(&mut watcher);
     assert!(body(&n).contains("via b"), "{n}");
     assert_eq!(cseq_of(&n), first + 1, "{n}");
     assert_eq!(publications(&a), 1, "A reads B's publication from the database");
@@ -435,7 +395,7 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     let if_match = format!("SIP-If-Match: {etag}");
     let r = publish(&mut publisher_a, &a, "erin", &[&if_match], &pidf("sip:erin@127.0.0.1", "t1", "open", "via a"));
     assert_eq!(status(&r), 200, "{r}");
-    let n = next_notify_from_any(&mut watcher);
+    let n = next_notify(&mut watcher);
     assert!(body(&n).contains("via a"), "{n}");
     assert_eq!(cseq_of(&n), first + 2, "{n}");
     let r = publish(&mut publisher, &b, "erin", &[&if_match], "");
@@ -482,9 +442,9 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     // A publication that expires: announced once, by whichever server took it.
     let r = publish(&mut publisher, &b, "erin", &["Expires: 2"], &pidf("sip:erin@127.0.0.1", "short", "open", "brief"));
     assert_eq!(status(&r), 200, "{r}");
-    let n = next_notify_from_any(&mut watcher);
+    let n = next_notify(&mut watcher);
     assert!(body(&n).contains("brief"), "{n}");
-    let n = next_notify_from_any(&mut watcher);
+    let n = next_notify(&mut watcher);
     assert!(!body(&n).contains("brief"), "the expiry NOTIFY drops it: {n}");
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
@@ -528,8 +488,8 @@ fn servers_share_a_database(db: &e2e::dbs::Database) {
     let mut brief = Client::udp(b.sip_addr());
     let r = brief.transact(&request(&brief, "SUBSCRIBE", &ruri_b, &["Event: presence", "Expires: 2"], ""));
     assert_eq!(status(&r), 200, "{r}");
-    next_notify_from_any(&mut brief);
-    let n = next_notify_from_any(&mut brief);
+    next_notify(&mut brief);
+    let n = next_notify(&mut brief);
     assert_eq!(header(&n, "Subscription-State").as_deref(), Some("terminated;reason=timeout"), "{n}");
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
@@ -564,7 +524,7 @@ fn shared_database_authorization_and_watcher_info() {
     let req = request(&gina, "SUBSCRIBE", &ruri, &["Event: presence.winfo", "Expires: 600"], "")
         .replace("From: <sip:tester@sip.test>", "From: <sip:gina@127.0.0.1>");
     assert_eq!(status(&gina.transact(&req)), 200);
-    let full = next_notify_from_any(&mut gina);
+    let full = next_notify(&mut gina);
     assert!(body(&full).contains("state=\"full\""), "{full}");
     let v0 = winfo_version(&full);
 
@@ -579,10 +539,10 @@ fn shared_database_authorization_and_watcher_info() {
     .replace("From: <sip:tester@sip.test>", "From: <sip:stranger@127.0.0.1>");
     let r = stranger.transact(&req);
     assert!(status(&r) == 200 || status(&r) == 202, "{r}");
-    let n = next_notify_from_any(&mut stranger);
+    let n = next_notify(&mut stranger);
     assert!(header(&n, "Subscription-State").unwrap().starts_with("pending"), "{n}");
     let c1 = cseq_of(&n);
-    let partial = next_notify_from_any(&mut gina);
+    let partial = next_notify(&mut gina);
     assert!(body(&partial).contains("sip:stranger@127.0.0.1"), "B tells A's winfo watcher: {partial}");
     assert_eq!(winfo_version(&partial), v0 + 1, "{partial}");
     assert_eq!(
@@ -602,10 +562,10 @@ fn shared_database_authorization_and_watcher_info() {
         .expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     a.result("presence.refreshWatchers", json!(["sip:gina@127.0.0.1", "presence", 0]));
-    let n = next_notify_from_any(&mut stranger);
+    let n = next_notify(&mut stranger);
     assert!(header(&n, "Subscription-State").unwrap().starts_with("active"), "A activates B's watcher: {n}");
     assert_eq!(cseq_of(&n), c1 + 1, "{n}");
-    let partial = next_notify_from_any(&mut gina);
+    let partial = next_notify(&mut gina);
     assert!(body(&partial).contains("status=\"active\">sip:stranger@127.0.0.1</watcher>"), "{partial}");
     assert_eq!(winfo_version(&partial), v0 + 2, "{partial}");
     assert_eq!(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::Host;
-use e2e::kamailio::reply;
+use e2e::notify::{body, next_notify, no_notify, publications};
 use e2e::sip::{Client, header, request, status};
 use serde_json::json;
 
@@ -66,36 +66,6 @@ fn subscribe(c: &mut Client, h: &Host, user: &str) -> String {
     c.transact(&request(c, "SUBSCRIBE", &ruri, &["Event: dialog", "Expires: 600"], ""))
 }
 
-/// Waits for the next NOTIFY on `c` (answering it 200) and returns it.
-fn next_notify(c: &mut Client) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(Duration::from_millis(200))
-            && m.starts_with("NOTIFY ")
-        {
-            c.send(reply(&m, 200, "OK").as_bytes());
-            return m;
-        }
-    }
-    panic!("no NOTIFY within 5 s");
-}
-
-/// Fails if a NOTIFY arrives within `wait`.
-fn no_notify(c: &mut Client, wait: Duration) {
-    let deadline = Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if let Some(m) = c.recv(left)
-            && m.starts_with("NOTIFY ")
-        {
-            panic!("unexpected NOTIFY:\n{m}");
-        }
-    }
-}
-
-fn body(m: &str) -> &str {
-    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
 /// The `id`s of the `<dialog>` elements of a NOTIFY body, in order.
 fn dialog_ids(b: &str) -> Vec<String> {
     b.split("<dialog ").skip(1).filter_map(|d| d.split("id=\"").nth(1)?.split('"').next().map(str::to_string)).collect()
@@ -104,10 +74,6 @@ fn dialog_ids(b: &str) -> Vec<String> {
 fn version(b: &str) -> u64 {
     let root = b.split("<dialog-info").nth(1).expect("a dialog-info root");
     root.split(" version=\"").nth(1).and_then(|v| v.split('"').next()).and_then(|v| v.parse().ok()).expect("version")
-}
-
-fn publications(h: &Host) -> usize {
-    h.result("presence.presentity_list", json!([])).as_array().map_or(0, Vec::len)
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! expires; a REGISTER with two contacts publishes both; a REGISTER whose route did not call
 //! `pua_set_publish()` publishes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::kamailio::reply;
+use e2e::notify::{next_notify_within, publications};
 use e2e::sip::{Client, request, status};
 use e2e::{Host, eventually};
 use serde_json::Value;
@@ -76,20 +76,6 @@ fn register(c: &Client, h: &Host, user: &str, call_id: &str, cseq: u32, extra: &
     m
 }
 
-/// The next NOTIFY on `c` within `within` (answered 200).
-fn next_notify(c: &mut Client, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(Duration::from_millis(200))
-            && m.starts_with("NOTIFY ")
-        {
-            c.send(reply(&m, 200, "OK").as_bytes());
-            return m;
-        }
-    }
-    panic!("no NOTIFY within {within:?}");
-}
-
 fn basic(notify: &str) -> &'static str {
     let body = notify.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     if body.contains("<basic>open</basic>") {
@@ -101,17 +87,13 @@ fn basic(notify: &str) -> &'static str {
     }
 }
 
-fn publications(h: &Host) -> usize {
-    h.result("presence.presentity_list", json!([])).as_array().map_or(0, Vec::len)
-}
-
 /// A watcher subscribed to `user@example.com` (its first NOTIFY consumed).
 fn watch(h: &Host, user: &str) -> Client {
     let mut w = Client::udp(h.sip_addr());
     let sub = request(&w, "SUBSCRIBE", &format!("sip:{user}@example.com"), &["Event: presence", "Expires: 600"], "");
     let r = w.transact(&sub);
     assert_eq!(status(&r), 200, "{r}");
-    next_notify(&mut w, Duration::from_secs(5));
+    next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY");
     w
 }
 
@@ -124,7 +106,7 @@ fn register_publishes_open_and_unregister_or_expiry_closed() {
 
     let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 1, &["Expires: 60", &contact]));
     assert_eq!(status(&r), 200, "{r}");
-    let n = next_notify(&mut w, Duration::from_secs(5));
+    let n = next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY");
     assert_eq!(basic(&n), "open", "{n}");
     assert!(n.contains("entity=\"alice@example.com\"") || n.contains("alice@example.com"), "{n}");
     assert_eq!(publications(&h), 1);
@@ -132,7 +114,7 @@ fn register_publishes_open_and_unregister_or_expiry_closed() {
     // Unregister: the publication ends, the watcher sees closed.
     let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 2, &["Expires: 0", &contact]));
     assert_eq!(status(&r), 200, "{r}");
-    let n = next_notify(&mut w, Duration::from_secs(5));
+    let n = next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY");
     assert_eq!(basic(&n), "closed", "{n}\n{}", h.log());
     assert!(eventually(Duration::from_secs(3), || publications(&h) == 0), "{}", h.log());
 
@@ -140,8 +122,8 @@ fn register_publishes_open_and_unregister_or_expiry_closed() {
     // sends nothing here without branch_flag, its issue #3273).
     let r = phone.transact(&register(&phone, &h, "alice", "ua-1", 3, &["Expires: 2", &contact]));
     assert_eq!(status(&r), 200, "{r}");
-    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
-    let n = next_notify(&mut w, Duration::from_secs(8));
+    assert_eq!(basic(&next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY")), "open");
+    let n = next_notify_within(&mut w, Duration::from_secs(8)).expect("a NOTIFY");
     assert_eq!(basic(&n), "closed", "{n}");
     assert!(eventually(Duration::from_secs(3), || publications(&h) == 0), "{}", h.log());
 }
@@ -167,7 +149,7 @@ fn every_contact_publishes_and_only_when_asked() {
     let mut w = watch(&h, "bob");
     let r = phone.transact(&register(&phone, &h, "bob", "ua-2", 2, &["Contact: <sip:bob@192.0.2.1>;expires=0"]));
     assert_eq!(status(&r), 200, "{r}");
-    let n = next_notify(&mut w, Duration::from_secs(5));
+    let n = next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY");
     assert_eq!(basic(&n), "open", "the other contact is still registered: {n}");
     assert!(eventually(Duration::from_secs(3), || publications(&h) == 1));
 
@@ -351,20 +333,20 @@ fn baresip_registers_and_the_watcher_follows() {
 
     let dir = h.dir.join("baresip-1");
     let mut phone = baresip(&dir, &h, "frank", 600, 3);
-    let n = next_notify(&mut w, Duration::from_secs(5));
+    let n = next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY");
     assert_eq!(basic(&n), "open", "{n}\n{}", std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default());
-    let n = next_notify(&mut w, Duration::from_secs(8));
+    let n = next_notify_within(&mut w, Duration::from_secs(8)).expect("a NOTIFY");
     assert_eq!(basic(&n), "closed", "baresip unregistered when it quit: {n}");
     let _ = phone.wait();
 
     let dir = h.dir.join("baresip-2");
     let mut phone = baresip(&dir, &h, "frank", 3, 60);
-    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
+    assert_eq!(basic(&next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY")), "open");
     // A crash: no unregistration; the registration expires (3 s, timer every second). baresip
     // refreshes before expiry, so kill it at once.
     let _ = phone.kill();
     let _ = phone.wait();
-    let n = next_notify(&mut w, Duration::from_secs(10));
+    let n = next_notify_within(&mut w, Duration::from_secs(10)).expect("a NOTIFY");
     assert_eq!(basic(&n), "closed", "the expiry ended the publication: {n}\n{}", h.log());
 }
 
@@ -386,9 +368,9 @@ fn shipped_registrar_presence_config_works() {
     let contact = format!("Contact: <sip:olga@{}>", phone.local());
     let r = phone.transact(&register(&phone, &h, "olga", "cfg-1", 1, &["Expires: 300", &contact]));
     assert_eq!(status(&r), 200, "{r}");
-    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "open");
+    assert_eq!(basic(&next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY")), "open");
     let r = phone.transact(&register(&phone, &h, "olga", "cfg-1", 2, &["Expires: 0", &contact]));
     assert_eq!(status(&r), 200, "{r}");
-    assert_eq!(basic(&next_notify(&mut w, Duration::from_secs(5))), "closed");
+    assert_eq!(basic(&next_notify_within(&mut w, Duration::from_secs(5)).expect("a NOTIFY")), "closed");
     assert!(h.dir.join("registrar.sqlite").is_file(), "the database is next to the config");
 }
