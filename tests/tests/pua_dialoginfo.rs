@@ -1,0 +1,259 @@
+//! pua_dialoginfo end to end, on the shipped configs/blf.toml (free ports, the phones' domain
+//! `sip.test` as the alias): the callee registers, watchers SUBSCRIBE to the caller and the
+//! callee with `Event: dialog`, sipp phones call through the proxy (`record_route()`,
+//! `dlg_manage()`, `lookup()`, `t_relay()`), and the NOTIFYs' dialog-info bodies follow the
+//! call: trying → early → confirmed → terminated for the caller, early → confirmed →
+//! terminated for the callee; a 486 ends in terminated; modparams change the bodies; URIs that
+//! are not local publish nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::kamailio::reply;
+use e2e::sip::{Client, request, status};
+use e2e::{Host, root, text};
+use serde_json::json;
+
+/// configs/blf.toml on free ports, with `sip.test` (the sipp phones' domain) as the alias
+/// (`alias` replaces it: `None` leaves no alias) and `overrides` (`key = value` lines) set in
+/// `[modparam.pua_dialoginfo]`.
+fn blf(name: &str, alias: Option<&str>, overrides: &[&str]) -> Host {
+    let shipped = std::fs::read_to_string(root().join("configs/blf.toml")).expect("configs/blf.toml");
+    let mut config = shipped
+        .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
+        .replace("127.0.0.1:5080", "127.0.0.1:@HTTP@")
+        .replace("[core]\n", "[core]\nmodules_path = [\"@MODULES@\"]\n")
+        .replace("alias = [\"example.com\"]", &alias.map_or(String::new(), |a| format!("alias = [\"{a}\"]")));
+    assert!(config.contains("@SIP@") && config.contains("@HTTP@"), "configs/blf.toml changed: {config}");
+    for line in overrides {
+        let key = line.split('=').next().unwrap().trim();
+        let lines: Vec<String> = config.lines().map(str::to_string).collect();
+        let section = lines.iter().position(|l| l == "[modparam.pua_dialoginfo]").expect("the section");
+        let end = lines[section + 1..].iter().position(|l| l.starts_with('[')).map_or(lines.len(), |i| section + 1 + i);
+        let mut lines = lines;
+        match (section + 1..end).find(|&i| lines[i].split('=').next().is_some_and(|k| k.trim() == key)) {
+            Some(i) => lines[i] = line.to_string(),
+            None => lines.insert(section + 1, line.to_string()),
+        }
+        config = lines.join("\n") + "\n";
+    }
+    Host::start(name, &config)
+}
+
+/// sipp with `tests/sipp/<scenario>.xml`, one call; `-d` is the scenario's pause.
+fn sipp(host: &Host, scenario: &str, args: &[&str], pause_ms: u32) -> Child {
+    let file = root().join(format!("tests/sipp/{scenario}.xml"));
+    let child = Command::new("sipp")
+        .args(["-sf", file.to_str().unwrap(), "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-d", &pause_ms.to_string(), "-timeout", "20s", "-trace_err", "-error_file"])
+        .arg(host.dir.path().join(format!("{scenario}-err.log")))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    std::thread::sleep(Duration::from_millis(200));
+    child
+}
+
+/// The callee (`sip:callee@sip.test`): registered from a UDP socket whose port the sipp UAS
+/// then takes over (registrar stores the REGISTER's source as `received`, and `lookup` sends
+/// there).
+fn callee(host: &Host, scenario: &str, pause_ms: u32) -> (Child, u16) {
+    let mut phone = Client::udp(host.sip_addr());
+    let local = phone.local();
+    let port = local.port();
+    let register = format!(
+        "REGISTER sip:sip.test SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{port};rport\r\nMax-Forwards: 70\r\nFrom: <sip:callee@sip.test>;tag=r{port}\r\nTo: <sip:callee@sip.test>\r\nCall-ID: reg-{port}\r\nCSeq: 1 REGISTER\r\nContact: <sip:callee@127.0.0.1:{port}>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = phone.transact(&register);
+    assert_eq!(status(&r), 200, "{r}\n{}", host.log());
+    drop(phone);
+    let uas = sipp(host, scenario, &["-p", &port.to_string()], pause_ms);
+    (uas, port)
+}
+
+/// The caller (`sip:caller@sip.test`) calling the callee through the proxy.
+fn caller(host: &Host, scenario: &str, callee_port: u16, pause_ms: u32) -> Child {
+    let proxy = format!("127.0.0.1:{}", host.sip);
+    let port = e2e::free_port().to_string();
+    sipp(host, scenario, &[proxy.as_str(), "-p", &port, "-key", "callee_port", &callee_port.to_string()], pause_ms)
+}
+
+fn finished(child: Child, what: &str, host: &Host) {
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{what} failed: {}\n{}", text(&out), host.log());
+}
+
+/// A watcher subscribed to `sip:<user>@sip.test` with `Event: dialog` (its first NOTIFY
+/// consumed).
+fn watch(h: &Host, user: &str) -> Client {
+    let mut w = Client::udp(h.sip_addr());
+    let sub = request(&w, "SUBSCRIBE", &format!("sip:{user}@sip.test"), &["Event: dialog", "Expires: 600"], "");
+    let r = w.transact(&sub);
+    assert_eq!(status(&r), 200, "{r}\n{}", h.log());
+    next_notify(&mut w, Duration::from_secs(5)).expect("the first NOTIFY");
+    w
+}
+
+/// The next NOTIFY on `c` within `within` (answered 200).
+fn next_notify(c: &mut Client, within: Duration) -> Option<String> {
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(m) = c.recv(left.min(Duration::from_millis(200)))
+            && m.starts_with("NOTIFY ")
+        {
+            c.send(reply(&m, 200, "OK").as_bytes());
+            return Some(m);
+        }
+    }
+    None
+}
+
+fn body(m: &str) -> &str {
+    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn state(b: &str) -> Option<&str> {
+    b.split("<state>").nth(1)?.split("</state>").next()
+}
+
+/// The bodies of the NOTIFYs `w` gets until one shows `terminated` (or 15 s pass), with the
+/// distinct states in order.
+fn follow(w: &mut Client, h: &Host) -> (Vec<String>, Vec<String>) {
+    let mut bodies = Vec::new();
+    let mut states: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let Some(n) = next_notify(w, Duration::from_secs(1)) else { continue };
+        let b = body(&n).to_string();
+        if let Some(s) = state(&b) {
+            if states.last().map(String::as_str) != Some(s) {
+                states.push(s.to_string());
+            }
+            bodies.push(b.clone());
+            if s == "terminated" {
+                return (states, bodies);
+            }
+        }
+    }
+    panic!("no terminated state within 15 s; states {states:?}\n{}", h.log());
+}
+
+/// [`follow`] on two watchers at once (each answers its NOTIFYs as they come).
+fn follow_both(a: &mut Client, b: &mut Client, h: &Host) -> ((Vec<String>, Vec<String>), (Vec<String>, Vec<String>)) {
+    std::thread::scope(|s| {
+        let ta = s.spawn(|| follow(a, h));
+        let tb = s.spawn(|| follow(b, h));
+        (ta.join().unwrap(), tb.join().unwrap())
+    })
+}
+
+fn with_state<'a>(bodies: &'a [String], s: &str) -> &'a str {
+    bodies.iter().find(|b| state(b) == Some(s)).unwrap_or_else(|| panic!("no {s} body in {bodies:?}"))
+}
+
+/// The callee rings, answers; the caller hangs up. Both watchers see the whole call.
+#[test]
+fn call_published_for_caller_and_callee() {
+    let h = blf("pua-dialoginfo-call", Some("sip.test"), &[]);
+    let mut wa = watch(&h, "caller");
+    let mut wb = watch(&h, "callee");
+    let (uas, port) = callee(&h, "dlg_callee_late_ring", 1000);
+    let uac = caller(&h, "dlg_caller", port, 1000);
+
+    let ((states, bodies), (callee_states, callee_bodies)) = follow_both(&mut wa, &mut wb, &h);
+    assert_eq!(states, ["trying", "early", "confirmed", "terminated"], "caller: {bodies:#?}");
+    let early = with_state(&bodies, "early");
+    assert!(early.contains("entity=\"sip:caller@sip.test\""), "{early}");
+    assert!(early.contains("direction=\"initiator\""), "{early}");
+    assert!(early.contains("call-id=\""), "{early}");
+    assert!(early.contains("local-tag=\"") && early.contains("SIPpTag00"), "the From tag: {early}");
+    assert!(early.contains("remote-tag=\"") && early.contains("SIPpTag01"), "the 180's To tag: {early}");
+    assert!(early.contains("<identity>sip:callee@sip.test</identity>"), "{early}");
+    assert!(early.contains(&format!("<target uri=\"sip:callee@127.0.0.1:{port}\"/>")), "{early}");
+    let confirmed = with_state(&bodies, "confirmed");
+    assert!(!confirmed.contains("local-tag"), "tags only while early: {confirmed}");
+    assert!(confirmed.contains("dialog id=\"padi-"), "{confirmed}");
+
+    let (states, bodies) = (callee_states, callee_bodies);
+    assert_eq!(states, ["early", "confirmed", "terminated"], "callee (no callee_trying): {bodies:#?}");
+    let early = with_state(&bodies, "early");
+    assert!(early.contains("entity=\"sip:callee@sip.test\"") && early.contains("direction=\"recipient\""), "{early}");
+    assert!(early.contains("<identity>sip:caller@sip.test</identity>"), "{early}");
+
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+}
+
+/// include_tags, include_callid off, caller_confirmed and callee_trying on, attribute_display.
+#[test]
+fn modparams_change_the_bodies() {
+    let h = blf(
+        "pua-dialoginfo-params",
+        Some("sip.test"),
+        &[
+            "include_tags = 0",
+            "include_callid = 0",
+            "caller_confirmed = 1",
+            "callee_trying = 1",
+            "attribute_display = 1",
+        ],
+    );
+    let mut wa = watch(&h, "caller");
+    let mut wb = watch(&h, "callee");
+    let (uas, port) = callee(&h, "dlg_callee_late_ring", 800);
+    let uac = caller(&h, "dlg_caller", port, 800);
+
+    let ((states, bodies), (callee_states, callee_bodies)) = follow_both(&mut wa, &mut wb, &h);
+    assert_eq!(states, ["trying", "confirmed", "terminated"], "caller_confirmed: no early for the caller: {bodies:#?}");
+    for b in &bodies {
+        assert!(!b.contains("local-tag") && !b.contains("call-id"), "{b}");
+    }
+    let c = with_state(&bodies, "confirmed");
+    assert!(c.contains("<target display=\"callee\" uri="), "attribute_display: {c}");
+
+    let (states, bodies) = (callee_states, callee_bodies);
+    assert_eq!(states, ["trying", "early", "confirmed", "terminated"], "callee_trying: {bodies:#?}\n{}", h.log());
+    let early = with_state(&bodies, "early");
+    assert!(!early.contains("local-tag"), "include_tags = 0: {early}");
+
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+}
+
+/// A 486: the caller's dialog ends in terminated.
+#[test]
+fn busy_callee_ends_in_terminated() {
+    let h = blf("pua-dialoginfo-busy", Some("sip.test"), &[]);
+    let mut wa = watch(&h, "caller");
+    let (uas, port) = callee(&h, "dlg_callee_busy", 0);
+    let uac = caller(&h, "dlg_caller_busy", port, 0);
+    let (states, bodies) = follow(&mut wa, &h);
+    // The 486 follows the INVITE at once: presence builds a NOTIFY from what is stored when
+    // it sends it, so `trying` may already be `terminated` by then.
+    assert_eq!(states.last().map(String::as_str), Some("terminated"), "{bodies:#?}");
+    assert!(states.iter().all(|s| s == "trying" || s == "terminated"), "{bodies:#?}");
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+}
+
+/// send_publish_flag -1: without the phones' domain as an alias, nothing is published.
+#[test]
+fn foreign_domains_publish_nothing() {
+    let h = blf("pua-dialoginfo-foreign", None, &[]);
+    let (uas, port) = callee(&h, "dlg_callee", 300);
+    let uac = caller(&h, "dlg_caller", port, 300);
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    std::thread::sleep(Duration::from_millis(500));
+    let p = h.result("presence.presentity_list", json!([]));
+    assert_eq!(p.as_array().map_or(0, Vec::len), 0, "{p}\n{}", h.log());
+}
+
+/// The shipped config passes `puahost check`.
+#[test]
+fn shipped_blf_config_checks() {
+    let out = e2e::cli(&["check", "-c", root().join("configs/blf.toml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
