@@ -29,6 +29,10 @@ static INSTANCE: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
 static INFO: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
 
 thread_local! {
+    /// The request context of the config function this plugin is running on this thread (null
+    /// outside one), so APIs that call other modules back synchronously from inside a function
+    /// (the dialog API's callbacks inside `dlg_manage()`) can hand it on.
+    static CURRENT_REQUEST: std::cell::Cell<*const std::ffi::c_void> = const { std::cell::Cell::new(std::ptr::null()) };
     /// Where the last panic on this thread happened, recorded by the panic hook so the error
     /// the host logs says where, without a second log line from the hook.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -112,9 +116,24 @@ extern "C" fn call_function_shim<M: Module>(index: u32, call: &FfiCall<'_>) -> R
             .functions
             .get(index as usize)
             .ok_or_else(|| Error::new(format!("no function number {index}")))?;
+        let ctx = call.ctx;
         let mut call = FunctionCall::from_ffi(call);
+        /// Puts the previous request back, a panic included.
+        struct Restore(*const std::ffi::c_void);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT_REQUEST.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CURRENT_REQUEST.with(|c| c.replace(ctx)));
         (decl.handler)(instance::<M>()?, &mut call)
     })
+}
+
+/// The request context of the config function this plugin runs on this thread, null outside
+/// one (valid only until that function returns).
+pub(crate) fn current_request() -> *const std::ffi::c_void {
+    CURRENT_REQUEST.with(std::cell::Cell::get)
 }
 
 extern "C" fn call_rpc_shim<M: Module>(index: u32, call: FfiRpcCall<'_>) -> FfiStatus {

@@ -153,6 +153,11 @@ pub struct DialogVTable {
     pub get_dialog: extern "C" fn(call_id: RStr<'_>, from_tag: RStr<'_>) -> ROption<FfiDialog>,
     /// Every live dialog.
     pub list: extern "C" fn() -> RVec<FfiDialog>,
+    /// The request context of the config function the dialog module is running on the calling
+    /// thread (`dlg_manage()`), null outside one: a callback raised from inside it (CREATED,
+    /// and the events of in-dialog requests) reads the request's flags and AVPs through it.
+    /// Added last (pua_dialoginfo's send_publish_flag, disable_*_publish_flag, pubruri AVPs).
+    pub current_request: extern "C" fn() -> usize,
 }
 
 /// The `dialog` API.
@@ -238,6 +243,39 @@ impl Dialog {
     pub fn list(&self) -> Vec<FfiDialog> {
         (self.vt.list)().into_vec()
     }
+
+    /// The request whose config function raised `event`, when the callback runs inside one
+    /// (`dlg_manage()` on the INVITE for CREATED, on an in-dialog request for its events);
+    /// `None` for replies, the timer and everything outside a route. Kamailio's callbacks get
+    /// the request (`params->req`) with its flags.
+    pub fn request<'e>(&self, event: &DialogEvent<'e>) -> Option<DialogRequest<'e>> {
+        let ctx = (self.vt.current_request)();
+        let _ = event;
+        (ctx != 0).then_some(DialogRequest { ctx: ctx as *const c_void, _event: std::marker::PhantomData })
+    }
+}
+
+/// The request a dialog callback runs inside (see [`Dialog::request`]): its message flags
+/// and AVPs, valid for the callback only.
+#[derive(Debug, Clone, Copy)]
+pub struct DialogRequest<'e> {
+    ctx: *const c_void,
+    _event: std::marker::PhantomData<&'e ()>,
+}
+
+impl DialogRequest<'_> {
+    /// Whether message flag `flag` (0..=31) is set (Kamailio's `isflagset`).
+    pub fn is_flag_set(&self, flag: u32) -> bool {
+        Host::current().is_ok_and(|h| (h.vtable().sip_flag())(self.ctx, false, 0, flag))
+    }
+
+    /// Every value of AVP `name`, newest first.
+    pub fn avps(&self, name: &str) -> Vec<String> {
+        match Host::current() {
+            Ok(h) => (h.vtable().sip_avp_all())(self.ctx, name.into()).into_iter().map(RString::into_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// What the `dialog` module implements to export the API.
@@ -268,6 +306,10 @@ extern "C" fn list_shim<T: DialogService>() -> RVec<FfiDialog> {
     guarded::<T, _>(RVec::new(), |s| s.list().into())
 }
 
+extern "C" fn current_request_shim() -> usize {
+    crate::export::current_request() as usize
+}
+
 /// Exports `service` as the `dialog` API (from the `dialog` module's init; the module must
 /// declare `.exports("dialog")`).
 pub fn export<T: DialogService>(host: &Host, service: &'static T) -> Result<(), Error> {
@@ -276,6 +318,7 @@ pub fn export<T: DialogService>(host: &Host, service: &'static T) -> Result<(), 
         register_callback: register_callback_shim::<T>,
         get_dialog: get_dialog_shim::<T>,
         list: list_shim::<T>,
+        current_request: current_request_shim,
     }));
     host.export::<DialogApi>(vt)
 }
