@@ -18,6 +18,11 @@ use serde_json::json;
 /// (`alias` replaces it: `None` leaves no alias) and `overrides` (`key = value` lines) set in
 /// `[modparam.pua_dialoginfo]`.
 fn blf(name: &str, alias: Option<&str>, overrides: &[&str]) -> Host {
+    blf_with(name, alias, overrides, &[])
+}
+
+/// [`blf`] with `functions` (e.g. `setflag(7)`) first in the initial INVITE's route.
+fn blf_with(name: &str, alias: Option<&str>, overrides: &[&str], functions: &[&str]) -> Host {
     let shipped = std::fs::read_to_string(root().join("configs/blf.toml")).expect("configs/blf.toml");
     let mut config = shipped
         .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
@@ -25,6 +30,10 @@ fn blf(name: &str, alias: Option<&str>, overrides: &[&str]) -> Host {
         .replace("[core]\n", "[core]\nmodules_path = [\"@MODULES@\"]\n")
         .replace("alias = [\"example.com\"]", &alias.map_or(String::new(), |a| format!("alias = [\"{a}\"]")));
     assert!(config.contains("@SIP@") && config.contains("@HTTP@"), "configs/blf.toml changed: {config}");
+    let invite = "do = [\"record_route()\", \"dlg_manage()\", \"lookup(\\\"location\\\")\"";
+    assert!(config.contains(invite), "configs/blf.toml's INVITE route changed: {config}");
+    let first: String = functions.iter().map(|f| format!("{f:?}, ")).collect();
+    config = config.replace(invite, &invite.replace("do = [", &format!("do = [{first}")));
     for line in overrides {
         let key = line.split('=').next().unwrap().trim();
         let lines: Vec<String> = config.lines().map(str::to_string).collect();
@@ -249,6 +258,76 @@ fn foreign_domains_publish_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let p = h.result("presence.presentity_list", json!([]));
     assert_eq!(p.as_array().map_or(0, Vec::len), 0, "{p}\n{}", h.log());
+}
+
+/// send_publish_flag set on the INVITE publishes without the local-URI check (no alias here);
+/// disable_caller_publish_flag on the INVITE leaves the caller dark, and the callee's body
+/// shows caller_entity_when_publish_disabled as its peer.
+#[test]
+fn message_flags_of_the_invite() {
+    let h = blf_with(
+        "pua-dialoginfo-flags",
+        None,
+        &[
+            "send_publish_flag = 8",
+            "disable_caller_publish_flag = 7",
+            "caller_entity_when_publish_disabled = \"sip:reception@sip.test\"",
+        ],
+        &["setflag(8)", "setflag(7)"],
+    );
+    let mut wa = watch(&h, "caller");
+    let mut wb = watch(&h, "callee");
+    let (uas, port) = callee(&h, "dlg_callee_late_ring", 300);
+    let uac = caller(&h, "dlg_caller", port, 300);
+    let (states, bodies) = follow(&mut wb, &h);
+    assert_eq!(states, ["early", "confirmed", "terminated"], "{bodies:#?}");
+    let early = with_state(&bodies, "early");
+    assert!(early.contains("<identity>sip:reception@sip.test</identity>"), "{early}");
+    assert!(!early.contains("<identity>sip:caller@sip.test</identity>"), "{early}");
+    if let Some(n) = next_notify(&mut wa, Duration::from_millis(300)) {
+        panic!("the disabled caller published:\n{n}");
+    }
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    let p = h.result("presence.presentity_list", json!([]));
+    assert_eq!(p.as_array().map_or(0, Vec::len), 1, "only the callee: {p}");
+}
+
+/// send_publish_flag set but not on the INVITE: nothing is published, local URIs included.
+#[test]
+fn send_publish_flag_missing_publishes_nothing() {
+    let h = blf("pua-dialoginfo-noflag", Some("sip.test"), &["send_publish_flag = 8"]);
+    let (uas, port) = callee(&h, "dlg_callee", 300);
+    let uac = caller(&h, "dlg_caller", port, 300);
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    std::thread::sleep(Duration::from_millis(500));
+    let p = h.result("presence.presentity_list", json!([]));
+    assert_eq!(p.as_array().map_or(0, Vec::len), 0, "{p}\n{}", h.log());
+}
+
+/// use_pubruri_avps: the caller's state is published to each URI of its AVP (set in the
+/// route with set_avp), not to its From URI.
+#[test]
+fn pubruri_avps_choose_where_to_publish() {
+    let h = blf_with(
+        "pua-dialoginfo-avps",
+        Some("sip.test"),
+        &["use_pubruri_avps = 1", "pubruri_caller_avp = \"$avp(s:blf_a)\"", "pubruri_callee_avp = \"$avp(s:blf_b)\""],
+        &["set_avp(blf_a, sip:desk@sip.test)"],
+    );
+    let mut wd = watch(&h, "desk");
+    let mut wa = watch(&h, "caller");
+    let (uas, port) = callee(&h, "dlg_callee_late_ring", 300);
+    let uac = caller(&h, "dlg_caller", port, 300);
+    let (states, bodies) = follow(&mut wd, &h);
+    assert_eq!(states, ["trying", "early", "confirmed", "terminated"], "{bodies:#?}");
+    assert!(with_state(&bodies, "confirmed").contains("direction=\"initiator\""));
+    if let Some(n) = next_notify(&mut wa, Duration::from_millis(300)) {
+        panic!("published to the From URI too:\n{n}");
+    }
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
 }
 
 /// The shipped config passes `puahost check`.

@@ -7,12 +7,18 @@
 //! on a provisional reply with a To-tag, `confirmed` on the 2xx (and again on requests within
 //! the dialog), `terminated` on a failure, a BYE or the dialog's expiry.
 //!
+//! Message flags and AVPs are read from the request a callback runs inside
+//! ([`Dialog::request`]): the INVITE at CREATED decides, once per dialog, whether it publishes
+//! (`send_publish_flag`), whether a side is disabled (`disable_*_publish_flag`) and where each
+//! side publishes (`use_pubruri_avps`); those [`Marks`] are kept until the dialog ends. An
+//! in-dialog request carrying a disable flag suppresses that side's PUBLISH for it.
+//!
 //! Differences from Kamailio, on purpose: states are written in RFC 4235's lower case
 //! (Kamailio writes `Trying`); the dialog id is derived from the dialog's identity
-//! (`padi-<init_ts>-<h_entry>-<h_id>`, hex) instead of an sruid, so no per-dialog state is
-//! kept: every callback carries the dialog, and the decision is recomputed from it. Message
-//! flags and AVPs (send_publish_flag, disable_*_publish_flag, the pubruri AVPs) are not offered:
-//! the dialog API's callbacks carry no request context (docs/compatibility.md).
+//! (`padi-<init_ts>-<h_entry>-<h_id>`, hex) instead of an sruid, so it needs no storage.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use dialog_info::{Dialog as DialogDoc, Direction, Participant, State};
 use plugin_api::api::dialog::{Dialog, DialogEvent, FfiDialog, cb};
@@ -43,6 +49,31 @@ pub struct Settings {
     pub publish_dialog_req_within: bool,
     /// `display="<user part>"` on the remote `<target>`.
     pub attribute_display: bool,
+    /// Only INVITEs with this message flag publish, without the local-URI check.
+    pub send_publish_flag: Option<u32>,
+    /// An INVITE (or in-dialog request) with this flag: the caller does not publish.
+    pub disable_caller_publish_flag: Option<u32>,
+    /// The same for the callee.
+    pub disable_callee_publish_flag: Option<u32>,
+    /// The caller's identity in the callee's body when the caller is disabled by the INVITE.
+    pub caller_entity_when_publish_disabled: Option<String>,
+    /// The callee's identity in the caller's body when the callee is disabled by the INVITE.
+    pub callee_entity_when_publish_disabled: Option<String>,
+    /// (caller AVP, callee AVP): the PUBLISH URIs of each side, one PUBLISH per value.
+    pub pubruri_avps: Option<(String, String)>,
+}
+
+/// What the INVITE decided for a dialog at CREATED (Kamailio's per-dialog `dlginfo` cell).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// disable_caller_publish_flag was set on the INVITE.
+    pub caller_disabled: bool,
+    /// disable_callee_publish_flag was set on the INVITE.
+    pub callee_disabled: bool,
+    /// The caller's PUBLISH URIs from its AVP (use_pubruri_avps), newest first.
+    pub caller_uris: Option<Vec<String>>,
+    /// The callee's.
+    pub callee_uris: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -57,6 +88,12 @@ impl Default for Settings {
             callee_trying: false,
             publish_dialog_req_within: true,
             attribute_display: false,
+            send_publish_flag: None,
+            disable_caller_publish_flag: None,
+            disable_callee_publish_flag: None,
+            caller_entity_when_publish_disabled: None,
+            callee_entity_when_publish_disabled: None,
+            pubruri_avps: None,
         }
     }
 }
@@ -116,9 +153,15 @@ impl Settings {
     }
 
     /// The document `side` publishes in `state`, entity = its URI.
-    pub fn body(&self, side: Side, state: State, d: &FfiDialog) -> String {
-        let caller = d.from_uri.as_str();
-        let callee = self.callee_uri(d);
+    pub fn body(&self, side: Side, state: State, d: &FfiDialog, marks: &Marks) -> String {
+        let caller = match &self.caller_entity_when_publish_disabled {
+            Some(e) if marks.caller_disabled && side == Side::Callee => e.as_str(),
+            _ => d.from_uri.as_str(),
+        };
+        let callee = match &self.callee_entity_when_publish_disabled {
+            Some(e) if marks.callee_disabled && side == Side::Caller => e.as_str(),
+            _ => self.callee_uri(d),
+        };
         let (entity, peer) = match side {
             Side::Caller => (caller, callee),
             Side::Callee => (callee, caller),
@@ -170,16 +213,12 @@ impl Settings {
         dialog_info::build(entity, 0, Some(&doc))
     }
 
-    /// The PUBLISH of `side` in `state`.
-    pub fn publish_info(&self, side: Side, state: State, d: &FfiDialog) -> PublishInfo {
-        let pres_uri = match side {
-            Side::Caller => d.from_uri.to_string(),
-            Side::Callee => self.callee_uri(d).to_string(),
-        };
+    /// The PUBLISH of `side` in `state` to `pres_uri`.
+    pub fn publish_info(&self, side: Side, state: State, d: &FfiDialog, marks: &Marks, pres_uri: &str) -> PublishInfo {
         PublishInfo {
             id: format!("DIALOG_PUBLISH.{}", Self::dialog_id(d)),
-            body: Some(self.body(side, state, d)),
-            pres_uri,
+            body: Some(self.body(side, state, d, marks)),
+            pres_uri: pres_uri.to_string(),
             expires: self.expires(state, d),
             flag: UPDATE_TYPE,
             source_flag: source::DIALOG_PUBLISH,
@@ -189,29 +228,71 @@ impl Settings {
         }
     }
 
+    /// Whether dialogs need [`Marks`] kept from CREATED on (a flag or AVP modparam is set).
+    pub fn keeps_marks(&self) -> bool {
+        self.send_publish_flag.is_some()
+            || self.disable_caller_publish_flag.is_some()
+            || self.disable_callee_publish_flag.is_some()
+            || self.pubruri_avps.is_some()
+    }
+
+    /// What the INVITE (`flag`: its message flags, `avps`: its AVPs) decides at CREATED;
+    /// None: the dialog publishes nothing (send_publish_flag set and not on the INVITE).
+    pub fn marks(&self, flag: impl Fn(u32) -> bool, avps: impl Fn(&str) -> Vec<String>) -> Option<Marks> {
+        if self.send_publish_flag.is_some_and(|f| !flag(f)) {
+            return None;
+        }
+        Some(Marks {
+            caller_disabled: self.disable_caller_publish_flag.is_some_and(&flag),
+            callee_disabled: self.disable_callee_publish_flag.is_some_and(&flag),
+            caller_uris: self.pubruri_avps.as_ref().map(|(a, _)| avps(a)),
+            callee_uris: self.pubruri_avps.as_ref().map(|(_, b)| avps(b)),
+        })
+    }
+
     /// Every PUBLISH for a callback of `kind`; `local` says whether a URI is this server's
-    /// (Kamailio's send_publish_flag = -1: only local domains publish).
+    /// (with send_publish_flag unset only local URIs publish), `flag` whether the request the
+    /// callback runs inside (if any) has a message flag.
     pub fn publishes(
         &self,
         kind: i32,
         method: Option<&str>,
         d: &FfiDialog,
+        marks: &Marks,
         local: impl Fn(&str) -> bool,
+        flag: impl Fn(u32) -> bool,
     ) -> Vec<PublishInfo> {
         let (caller, callee) = self.states(kind, method);
         let mut out = Vec::new();
-        if let Some(st) = caller
-            && local(&d.from_uri)
-        {
-            out.push(self.publish_info(Side::Caller, st, d));
-        }
-        if let Some(st) = callee
-            && local(self.callee_uri(d))
-        {
-            out.push(self.publish_info(Side::Callee, st, d));
+        let sides = [
+            (Side::Caller, caller, marks.caller_disabled, self.disable_caller_publish_flag, &marks.caller_uris),
+            (Side::Callee, callee, marks.callee_disabled, self.disable_callee_publish_flag, &marks.callee_uris),
+        ];
+        for (side, state, disabled, disable_flag, uris) in sides {
+            let Some(state) = state else { continue };
+            if disabled || disable_flag.is_some_and(&flag) {
+                continue;
+            }
+            let own = match side {
+                Side::Caller => d.from_uri.to_string(),
+                Side::Callee => self.callee_uri(d).to_string(),
+            };
+            let targets = uris.clone().unwrap_or_else(|| vec![own]);
+            for uri in targets {
+                if self.send_publish_flag.is_some() || local(&uri) {
+                    out.push(self.publish_info(side, state, d, marks, &uri));
+                }
+            }
         }
         out
     }
+}
+
+/// An AVP spec as Kamailio writes it (`$avp(s:name)`, `$avp(name)`) or a bare name: the name.
+pub fn avp_name(spec: &str) -> &str {
+    let s = spec.trim();
+    let s = s.strip_prefix("$avp(").and_then(|r| r.strip_suffix(')')).unwrap_or(s);
+    s.strip_prefix("s:").unwrap_or(s)
 }
 
 /// The user part of a SIP URI (`bob` of `sip:bob@example.com`), empty without one.
@@ -222,15 +303,41 @@ pub fn user_part(uri: &str) -> &str {
 
 /// The module.
 pub struct PuaDialoginfo {
-    _settings: Settings,
+    _settings: Arc<Settings>,
 }
 
-fn on_dialog(pua: Pua, host: &Host, settings: &Settings, e: DialogEvent<'_>) {
+/// Marks of the live dialogs, by (h_entry, h_id, init_ts); only with [`Settings::keeps_marks`].
+type MarksTable = Mutex<HashMap<(u32, u32, i64), Marks>>;
+
+fn on_dialog(pua: Pua, dlg: Dialog, host: &Host, settings: &Settings, table: &MarksTable, e: DialogEvent<'_>) {
+    let d = e.dialog;
+    let key = (d.h_entry, d.h_id, d.init_ts);
+    let request = dlg.request(&e);
+    let flag = |f: u32| request.is_some_and(|r| r.is_flag_set(f));
+    let marks = if !settings.keeps_marks() {
+        Marks::default()
+    } else if e.kind == cb::CREATED {
+        let Some(m) = settings.marks(flag, |name| request.map_or_else(Vec::new, |r| r.avps(avp_name(name)))) else {
+            return;
+        };
+        table.lock().unwrap_or_else(|p| p.into_inner()).insert(key, m.clone());
+        m
+    } else {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let found = if e.kind & (cb::FAILED | cb::TERMINATED | cb::EXPIRED) != 0 {
+            t.remove(&key)
+        } else {
+            t.get(&key).cloned()
+        };
+        // A dialog whose CREATED did not publish (or came before this module) publishes nothing.
+        let Some(m) = found else { return };
+        m
+    };
     let method = e.message.as_ref().and_then(|m| m.method()).map(|m| m.as_str().to_string());
-    for info in settings.publishes(e.kind, method.as_deref(), e.dialog, |uri| host.is_myself(uri)) {
+    for info in settings.publishes(e.kind, method.as_deref(), d, &marks, |uri| host.is_myself(uri), flag) {
         let code = pua.send_publish(&info);
         if code < 0 {
-            tracing::error!("pua_dialoginfo: PUBLISH for {} ({}) failed: {code}", info.pres_uri, e.dialog.call_id);
+            tracing::error!("pua_dialoginfo: PUBLISH for {} ({}) failed: {code}", info.pres_uri, d.call_id);
         } else if code != SENT_NOTHING {
             tracing::debug!("pua_dialoginfo: PUBLISH {} expires {}", info.pres_uri, info.expires);
         }
@@ -239,6 +346,18 @@ fn on_dialog(pua: Pua, host: &Host, settings: &Settings, e: DialogEvent<'_>) {
 
 fn flag(params: &Params, name: &str) -> bool {
     params.int(name) != 0
+}
+
+fn opt_flag(params: &Params, name: &str) -> Option<u32> {
+    u32::try_from(params.int(name)).ok()
+}
+
+fn opt_uri(params: &Params, name: &str) -> Result<Option<String>, Error> {
+    match params.opt_str(name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.starts_with("sip:") || v.starts_with("sips:") => Ok(Some(v.to_string())),
+        Some(v) => Err(Error::new(format!("{name} must be a SIP URI, not `{v}`"))),
+    }
 }
 
 impl Module for PuaDialoginfo {
@@ -264,10 +383,45 @@ impl Module for PuaDialoginfo {
                     .doc("requests within the dialog (not PRACK or UPDATE) publish confirmed again"),
             )
             .param(Param::int("attribute_display", 0).range(0..=1).doc("display=<user part> on the remote <target>"))
+            .param(
+                Param::int("send_publish_flag", -1)
+                    .range(-1..=31)
+                    .doc("only INVITEs with this message flag publish, without the local-URI check (-1: every INVITE, local URIs only)"),
+            )
+            .param(
+                Param::int("disable_caller_publish_flag", -1)
+                    .range(-1..=31)
+                    .doc("a message flag on the INVITE (or an in-dialog request) that stops the caller's PUBLISHes"),
+            )
+            .param(
+                Param::int("disable_callee_publish_flag", -1)
+                    .range(-1..=31)
+                    .doc("a message flag on the INVITE (or an in-dialog request) that stops the callee's PUBLISHes"),
+            )
+            .param(
+                Param::opt_str("caller_entity_when_publish_disabled")
+                    .doc("SIP URI shown as the caller in the callee's body when disable_caller_publish_flag is on the INVITE"),
+            )
+            .param(
+                Param::opt_str("callee_entity_when_publish_disabled")
+                    .doc("SIP URI shown as the callee in the caller's body when disable_callee_publish_flag is on the INVITE"),
+            )
+            .param(Param::int("use_pubruri_avps", 0).range(0..=1).doc("PUBLISH to the URIs in the pubruri AVPs of the INVITE (one PUBLISH per value)"))
+            .param(Param::opt_str("pubruri_caller_avp").doc("AVP with the caller's PUBLISH URIs ($avp(s:name))"))
+            .param(Param::opt_str("pubruri_callee_avp").doc("AVP with the callee's PUBLISH URIs ($avp(s:name))"))
     }
 
     fn init(host: &Host, params: &Params) -> Result<Self, Error> {
-        let settings = Settings {
+        let avp = |name| params.opt_str(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let pubruri_avps = if flag(params, "use_pubruri_avps") {
+            match (avp("pubruri_caller_avp"), avp("pubruri_callee_avp")) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => return Err(Error::new("use_pubruri_avps needs pubruri_caller_avp and pubruri_callee_avp")),
+            }
+        } else {
+            None
+        };
+        let settings = Arc::new(Settings {
             include_callid: flag(params, "include_callid"),
             include_tags: flag(params, "include_tags"),
             include_localremote: flag(params, "include_localremote"),
@@ -277,12 +431,19 @@ impl Module for PuaDialoginfo {
             callee_trying: flag(params, "callee_trying"),
             publish_dialog_req_within: flag(params, "publish_dialog_req_within"),
             attribute_display: flag(params, "attribute_display"),
-        };
+            send_publish_flag: opt_flag(params, "send_publish_flag"),
+            disable_caller_publish_flag: opt_flag(params, "disable_caller_publish_flag"),
+            disable_callee_publish_flag: opt_flag(params, "disable_callee_publish_flag"),
+            caller_entity_when_publish_disabled: opt_uri(params, "caller_entity_when_publish_disabled")?,
+            callee_entity_when_publish_disabled: opt_uri(params, "callee_entity_when_publish_disabled")?,
+            pubruri_avps,
+        });
         let pua = Pua::bind(host)?;
         let dlg = Dialog::bind(host)?;
         let s = settings.clone();
         let h = *host;
-        dlg.register_callback(TYPES, move |e| on_dialog(pua, &h, &s, e))?;
+        let table: Arc<MarksTable> = Arc::default();
+        dlg.register_callback(TYPES, move |e| on_dialog(pua, dlg, &h, &s, &table, e))?;
         Ok(PuaDialoginfo { _settings: settings })
     }
 }

@@ -23,6 +23,10 @@ fn all_local(_: &str) -> bool {
     true
 }
 
+fn no_flag(_: u32) -> bool {
+    false
+}
+
 #[test]
 fn state_mapping() {
     let s = Settings::default();
@@ -52,7 +56,7 @@ fn state_mapping() {
 fn publishes_for_both_sides_with_one_id() {
     let s = Settings::default();
     let d = dialog();
-    let p = s.publishes(cb::EARLY, None, &d, all_local);
+    let p = s.publishes(cb::EARLY, None, &d, &Marks::default(), all_local, no_flag);
     assert_eq!(p.len(), 2);
     assert_eq!(p[0].pres_uri, "sip:alice@ex.com");
     assert_eq!(p[1].pres_uri, "sip:bob@ex.com");
@@ -89,7 +93,7 @@ fn publishes_for_both_sides_with_one_id() {
         "{callee}"
     );
 
-    let t = s.publishes(cb::TERMINATED, None, &d, all_local);
+    let t = s.publishes(cb::TERMINATED, None, &d, &Marks::default(), all_local, no_flag);
     assert_eq!(t[0].expires, TERMINATED_EXPIRES);
     let body = t[0].body.as_deref().unwrap();
     assert!(body.contains("<state>terminated</state>") && !body.contains("local-tag"), "no tags after early: {body}");
@@ -99,17 +103,17 @@ fn publishes_for_both_sides_with_one_id() {
 fn only_local_uris_publish() {
     let s = Settings::default();
     let d = dialog();
-    let p = s.publishes(cb::CONFIRMED_NA, None, &d, |u| u.contains("alice"));
+    let p = s.publishes(cb::CONFIRMED_NA, None, &d, &Marks::default(), |u| u.contains("alice"), no_flag);
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].pres_uri, "sip:alice@ex.com");
-    assert!(s.publishes(cb::CONFIRMED_NA, None, &d, |_| false).is_empty());
+    assert!(s.publishes(cb::CONFIRMED_NA, None, &d, &Marks::default(), |_| false, no_flag).is_empty());
 }
 
 #[test]
 fn modparams_change_the_output() {
     let d = dialog();
     let s = Settings { include_tags: false, include_callid: false, include_localremote: false, ..Default::default() };
-    let b = s.body(Side::Caller, State::Early, &d);
+    let b = s.body(Side::Caller, State::Early, &d, &Marks::default());
     assert!(
         !b.contains("local-tag") && !b.contains("call-id") && !b.contains("<local>") && !b.contains("<remote>"),
         "{b}"
@@ -121,21 +125,73 @@ fn modparams_change_the_output() {
     assert_eq!(s.expires(State::Terminated, &d), TERMINATED_EXPIRES);
 
     let s = Settings { include_req_uri: true, ..Default::default() };
-    let p = s.publishes(cb::CONFIRMED_NA, None, &d, all_local);
+    let p = s.publishes(cb::CONFIRMED_NA, None, &d, &Marks::default(), all_local, no_flag);
     assert_eq!(p[1].pres_uri, "sip:bob@192.0.2.9:5062");
     assert!(p[0].body.as_deref().unwrap().contains("<identity>sip:bob@192.0.2.9:5062</identity>"));
 
     let s = Settings { attribute_display: true, ..Default::default() };
-    let b = s.body(Side::Caller, State::Confirmed, &d);
+    let b = s.body(Side::Caller, State::Confirmed, &d, &Marks::default());
     assert!(b.contains("<target display=\"bob\" uri=\"sip:bob@192.0.2.2\"/>"), "{b}");
 }
 
 #[test]
 fn targets_fall_back_to_identities() {
     let d = FfiDialog { callee_contact: "".into(), caller_contact: "".into(), to_tag: "".into(), ..dialog() };
-    let b = Settings::default().body(Side::Caller, State::Trying, &d);
+    let b = Settings::default().body(Side::Caller, State::Trying, &d, &Marks::default());
     assert!(b.contains("<target uri=\"sip:alice@ex.com\"/>") && b.contains("<target uri=\"sip:bob@ex.com\"/>"), "{b}");
     assert!(!b.contains("local-tag"), "{b}");
     assert_eq!(user_part("sip:bob@ex.com"), "bob");
     assert_eq!(user_part("sip:ex.com"), "");
+}
+
+#[test]
+fn send_publish_flag_decides_at_created_and_skips_the_local_check() {
+    let s = Settings { send_publish_flag: Some(3), ..Default::default() };
+    assert!(s.keeps_marks());
+    assert_eq!(s.marks(|_| false, |_| vec![]), None, "no flag on the INVITE: the dialog publishes nothing");
+    let m = s.marks(|f| f == 3, |_| vec![]).expect("flagged");
+    let p = s.publishes(cb::CREATED, None, &dialog(), &m, |_| false, no_flag);
+    assert_eq!(p.len(), 1, "published although the URI is not local");
+    assert!(!Settings::default().keeps_marks());
+}
+
+#[test]
+fn disable_flags_stop_one_side() {
+    let s = Settings {
+        disable_caller_publish_flag: Some(4),
+        disable_callee_publish_flag: Some(5),
+        caller_entity_when_publish_disabled: Some("sip:queue@ex.com".into()),
+        ..Default::default()
+    };
+    let d = dialog();
+    let m = s.marks(|f| f == 4, |_| vec![]).unwrap();
+    assert!(m.caller_disabled && !m.callee_disabled);
+    let p = s.publishes(cb::EARLY, None, &d, &m, all_local, no_flag);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].pres_uri, "sip:bob@ex.com");
+    let b = p[0].body.as_deref().unwrap();
+    assert!(b.contains("<identity>sip:queue@ex.com</identity>"), "the disabled caller's stand-in: {b}");
+    assert!(!b.contains("sip:alice@ex.com</identity>"), "{b}");
+
+    // An in-dialog request with the callee's flag: no PUBLISH for the callee this time.
+    let m = s.marks(|_| false, |_| vec![]).unwrap();
+    let p = s.publishes(cb::REQ_WITHIN, Some("INFO"), &d, &m, all_local, |f| f == 5);
+    assert_eq!(p.iter().map(|p| p.pres_uri.as_str()).collect::<Vec<_>>(), ["sip:alice@ex.com"]);
+}
+
+#[test]
+fn pubruri_avps_publish_to_each_value() {
+    let s = Settings { pubruri_avps: Some(("pa".into(), "pb".into())), ..Default::default() };
+    let m = s
+        .marks(no_flag, |name| match name {
+            "pa" => vec!["sip:a1@ex.com".into(), "sip:a2@ex.com".into()],
+            _ => vec![],
+        })
+        .unwrap();
+    let p = s.publishes(cb::CONFIRMED_NA, None, &dialog(), &m, all_local, no_flag);
+    assert_eq!(p.iter().map(|p| p.pres_uri.as_str()).collect::<Vec<_>>(), ["sip:a1@ex.com", "sip:a2@ex.com"]);
+    assert!(p[0].body.as_deref().unwrap().contains("entity=\"sip:alice@ex.com\""), "the entity stays the caller");
+    assert_eq!(avp_name("$avp(s:pubruri)"), "pubruri");
+    assert_eq!(avp_name("$avp(x)"), "x");
+    assert_eq!(avp_name("y"), "y");
 }
