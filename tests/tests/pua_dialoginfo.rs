@@ -3,8 +3,9 @@
 //! callee with `Event: dialog`, sipp phones call through the proxy (`record_route()`,
 //! `dlg_manage()`, `lookup()`, `t_relay()`), and the NOTIFYs' dialog-info bodies follow the
 //! call: trying → early → confirmed → terminated for the caller, early → confirmed →
-//! terminated for the callee; a 486 ends in terminated; modparams change the bodies; URIs that
-//! are not local publish nothing.
+//! terminated for the callee; a 486 and a CANCEL end in terminated; modparams change the
+//! bodies; URIs that are not local publish nothing; message flags (`setflag()`) and AVPs
+//! (`set_avp()`) of the INVITE decide who publishes and where.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -244,6 +245,40 @@ fn busy_callee_ends_in_terminated() {
     assert_eq!(states.last().map(String::as_str), Some("terminated"), "{bodies:#?}");
     assert!(states.iter().all(|s| s == "trying" || s == "terminated"), "{bodies:#?}");
     finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+}
+
+/// A CANCEL while the callee rings: the caller's dialog goes early, then terminated (the 487).
+#[test]
+fn cancelled_call_ends_in_terminated() {
+    let h = blf("pua-dialoginfo-cancel", Some("sip.test"), &[]);
+    let mut w = watch(&h, "tester");
+    let (uas, _port) = callee(&h, "uas_ring_cancel", 0);
+    let mut c = Client::udp(h.sip_addr());
+    let invite = request(&c, "INVITE", "sip:callee@sip.test", &[], "");
+    c.send(invite.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut early = None;
+    while early.is_none() && Instant::now() < deadline {
+        if let Some(n) = next_notify(&mut w, Duration::from_millis(200))
+            && state(body(&n)) == Some("early")
+        {
+            early = Some(n);
+        }
+    }
+    let early = early.unwrap_or_else(|| panic!("no early state\n{}", h.log()));
+    assert!(body(&early).contains("entity=\"sip:tester@sip.test\""), "{early}");
+    let cancel = invite.replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    c.send(cancel.as_bytes());
+    let mut got = Vec::new();
+    while !got.contains(&487) {
+        let r = c.recv(Duration::from_secs(3)).unwrap_or_else(|| panic!("got {got:?}\n{}", h.log()));
+        got.push(status(&r));
+    }
+    c.send(invite.replacen("INVITE sip", "ACK sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 ACK").as_bytes());
+    let (states, bodies) = follow(&mut w, &h);
+    assert_eq!(states.last().map(String::as_str), Some("terminated"), "{bodies:#?}");
+    assert!(!states.iter().any(|s| s == "confirmed"), "{bodies:#?}");
     finished(uas, "the callee", &h);
 }
 
