@@ -150,8 +150,11 @@ fn follow(w: &mut Client, h: &Host) -> (Vec<String>, Vec<String>) {
     panic!("no terminated state within 15 s; states {states:?}\n{}", h.log());
 }
 
+/// What [`follow`] saw on one watcher.
+type Followed = (Vec<String>, Vec<String>);
+
 /// [`follow`] on two watchers at once (each answers its NOTIFYs as they come).
-fn follow_both(a: &mut Client, b: &mut Client, h: &Host) -> ((Vec<String>, Vec<String>), (Vec<String>, Vec<String>)) {
+fn follow_both(a: &mut Client, b: &mut Client, h: &Host) -> (Followed, Followed) {
     std::thread::scope(|s| {
         let ta = s.spawn(|| follow(a, h));
         let tb = s.spawn(|| follow(b, h));
