@@ -40,7 +40,7 @@ python3 -c "b,a,n=$before,$after,$ok; print(f'   host CPU {a-b:.2f} s for {n} re
 if command -v sipp >/dev/null; then
   echo "== puahost with sipp (OPTIONS, -r 50000; sipp is single-threaded)"
   sed 's/\[method\]/OPTIONS/' tests/sipp/uac_request.xml > "$dir/uac.xml"
-  sipp -sf "$dir/uac.xml" -key event presence -s load -r 50000 -rp 1000 -m $((secs * 50000)) -l 5000 \
+  sipp -sf "$dir/uac.xml" -buff_size 4194304 -key event presence -s load -r 50000 -rp 1000 -m $((secs * 50000)) -l 5000 \
        -i 127.0.0.1 -p "$(free_port)" -nostdin -timeout "$((secs * 3))s" -trace_stat -stf "$dir/stat.csv" -fd 1 \
        "127.0.0.1:$sip" >/dev/null 2>&1 || true
   if [ -f "$dir/stat.csv" ]; then
