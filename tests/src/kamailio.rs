@@ -167,8 +167,21 @@ impl Kamailio {
         Self::start_config("kamailio-presence", &template, extra)
     }
 
-    /// Starts Kamailio with any config `template` (same placeholders as presence.cfg).
+    /// Starts Kamailio with any config `template` (same placeholders as presence.cfg). The
+    /// free port is picked before Kamailio binds it, so a test running beside it can take it
+    /// first: then Kamailio is started again on another port (up to three times).
     pub fn start_config(name: &str, template: &str, extra: &str) -> Kamailio {
+        for attempt in 1.. {
+            match Self::try_start_config(name, template, extra) {
+                Ok(k) => return k,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("kamailio exited before it was ready:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start_config(name: &str, template: &str, extra: &str) -> Result<Kamailio, String> {
         let (bin, modules) = check_installed().unwrap_or_else(|e| panic!("{e}"));
         let dir = TempDir::new(name);
         let db = dir.join("kamailio.sqlite");
@@ -200,23 +213,24 @@ impl Kamailio {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e} ({INSTALL_HINT})", bin.display()));
         let mut k = Kamailio { dir, sip_port, db, config, child: Some(child) };
-        k.wait_ready();
-        k
+        k.wait_ready()?;
+        Ok(k)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until it answers OPTIONS; its log when it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut client = sip::Client::udp(self.addr());
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("kamailio exited before it was ready ({status}):\n{}", self.log());
+                return Err(format!("({status})\n{}", self.log()));
             }
             let req = sip::request(&client, "OPTIONS", &format!("sip:127.0.0.1:{}", self.sip_port), &[], "");
             client.send(req.as_bytes());
             if let Some(r) = client.recv(Duration::from_millis(200))
                 && sip::status(&r) == 200
             {
-                return;
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "kamailio does not answer OPTIONS after 20 s:\n{}", self.log());
         }
