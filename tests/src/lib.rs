@@ -304,6 +304,23 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// sipp with `tests/sipp/<scenario>.xml` for one call (`-d` is the scenario's pause), its
+/// errors in the host's directory; started, then given 200 ms to bind.
+pub fn sipp_call(host: &Host, scenario: &str, args: &[&str], pause_ms: u32) -> Child {
+    let file = root().join(format!("tests/sipp/{scenario}.xml"));
+    let child = Command::new("sipp")
+        .args(["-sf", file.to_str().unwrap(), "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-d", &pause_ms.to_string(), "-timeout", "20s", "-trace_err", "-error_file"])
+        .arg(host.dir.path().join(format!("{scenario}-err.log")))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
+    std::thread::sleep(Duration::from_millis(200));
+    child
+}
+
 pub mod dbs;
 pub mod kamailio;
 pub mod notify;

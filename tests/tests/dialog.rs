@@ -5,11 +5,11 @@
 //! The `testdlg` module (tests/plugins/testdlg) records the dialog API's callbacks: their
 //! types, directions, states and triggering messages are checked for each call.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use e2e::sip::{Client, header, request, status};
-use e2e::{Host, eventually, root, text};
+use e2e::{Host, eventually, sipp_call as sipp, text};
 use serde_json::{Value, json};
 
 /// A proxy with the dialog module; `timeout` is `default_timeout`.
@@ -33,22 +33,6 @@ do = ["dlg_manage()", "t_relay()"]
 "#
     );
     Host::start(name, &config)
-}
-
-/// sipp with `tests/sipp/<name>.xml`, one call; `-d` is the scenario's pause.
-fn sipp(host: &Host, name: &str, args: &[&str], pause_ms: u32) -> Child {
-    let scenario = root().join(format!("tests/sipp/{name}.xml"));
-    let child = Command::new("sipp")
-        .args(["-sf", scenario.to_str().unwrap(), "-i", "127.0.0.1", "-m", "1", "-nostdin"])
-        .args(["-d", &pause_ms.to_string(), "-timeout", "20s", "-trace_err", "-error_file"])
-        .arg(host.dir.path().join(format!("{name}-err.log")))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
-    std::thread::sleep(Duration::from_millis(200));
-    child
 }
 
 /// The callee on `port`.

@@ -7,12 +7,12 @@
 //! bodies; URIs that are not local publish nothing; message flags (`setflag()`) and AVPs
 //! (`set_avp()`) of the INVITE decide who publishes and where.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use e2e::kamailio::reply;
 use e2e::sip::{Client, request, status};
-use e2e::{Host, root, text};
+use e2e::{Host, root, sipp_call as sipp, text};
 use serde_json::json;
 
 /// configs/blf.toml on free ports, with `sip.test` (the sipp phones' domain) as the alias
@@ -48,22 +48,6 @@ fn blf_with(name: &str, alias: Option<&str>, overrides: &[&str], functions: &[&s
         config = lines.join("\n") + "\n";
     }
     Host::start(name, &config)
-}
-
-/// sipp with `tests/sipp/<scenario>.xml`, one call; `-d` is the scenario's pause.
-fn sipp(host: &Host, scenario: &str, args: &[&str], pause_ms: u32) -> Child {
-    let file = root().join(format!("tests/sipp/{scenario}.xml"));
-    let child = Command::new("sipp")
-        .args(["-sf", file.to_str().unwrap(), "-i", "127.0.0.1", "-m", "1", "-nostdin"])
-        .args(["-d", &pause_ms.to_string(), "-timeout", "20s", "-trace_err", "-error_file"])
-        .arg(host.dir.path().join(format!("{scenario}-err.log")))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp is missing: run scripts/install-test-deps.sh (Debian package sip-tester)");
-    std::thread::sleep(Duration::from_millis(200));
-    child
 }
 
 /// The callee (`sip:callee@sip.test`): registered from a UDP socket whose port the sipp UAS
