@@ -51,3 +51,4 @@ pub mod pua;
 #[cfg(feature = "test-api")]
 pub mod test_api;
 pub mod usrloc;
+pub mod xmpp;
