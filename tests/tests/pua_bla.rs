@@ -13,52 +13,36 @@ use std::time::{Duration, Instant};
 use e2e::kamailio::{reply, tag};
 use e2e::notify::body;
 use e2e::sip::{Client, header, status};
-use e2e::{Host, eventually};
+use e2e::{Host, eventually, root};
 use serde_json::{Value, json};
 
 const LINE: &str = "sip:line@example.com";
 
+/// The shipped configs/bla.toml on free ports, with usrloc's expiry pass every second and
+/// registrations as short as 2 s (the expiry case).
 fn server(name: &str) -> Host {
-    let config = r#"loadmodule = ["usrloc", "registrar", "pua", "pua_bla", "presence", "presence_xml"]
-[core]
-children = 2
-modules_path = ["@MODULES@"]
-listen = ["udp:127.0.0.1:@SIP@"]
-[rpc]
-http = "127.0.0.1:@HTTP@"
-[modparam.usrloc]
-timer_interval = 1
-[modparam.registrar]
-min_expires = 2
-[modparam.pua]
-outbound_proxy = "sip:127.0.0.1:@SIP@"
-[modparam.pua_bla]
-server_address = "sip:bla@127.0.0.1:@SIP@"
-default_domain = "example.com"
-header_name = "Sender"
-[modparam.presence_xml]
-disable_bla = 0
-force_active = 1
-[[route]]
-method = "REGISTER"
-hdr.To = "sip:line"
-do = ["bla_set_flag()", "save(\"location\")"]
-[[route]]
-method = "REGISTER"
-do = ["save(\"location\")"]
-[[route]]
-method = "NOTIFY"
-hdr.Event = "^dialog;sla"
-do = ["bla_handle_notify()"]
-reply = "200 OK"
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish(\"$hdr(Sender)\")"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#;
-    Host::start(name, config)
+    let shipped = std::fs::read_to_string(root().join("configs/bla.toml")).expect("configs/bla.toml");
+    let config = shipped
+        .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
+        .replace("127.0.0.1:5080", "127.0.0.1:@HTTP@")
+        .replace("[core]\n", "[core]\nmodules_path = [\"@MODULES@\"]\n")
+        .replace("children = 4", "children = 2")
+        .replace(
+            "[modparam.registrar]\n",
+            "[modparam.usrloc]\ntimer_interval = 1\n[modparam.registrar]\nmin_expires = 2\n",
+        );
+    for expected in ["@SIP@", "@HTTP@", "timer_interval = 1", "handle_publish(\\\"$hdr(Sender)\\\")", "bla_set_flag()"]
+    {
+        assert!(config.contains(expected), "configs/bla.toml changed ({expected}): {config}");
+    }
+    Host::start(name, &config)
+}
+
+/// The shipped config passes `puahost check`.
+#[test]
+fn shipped_bla_config_checks() {
+    let out = e2e::cli(&["check", "-c", root().join("configs/bla.toml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", e2e::text(&out));
 }
 
 /// The dialog-info a phone NOTIFYs: no dialog (idle), or one dialog in `state`. The phone's
