@@ -323,6 +323,13 @@ fn three_phones_share_a_line() {
     assert_eq!(header(&s, "Expires").as_deref(), Some("0"), "{s}");
     assert_eq!(header(&s, "Call-ID").unwrap(), call_id, "{s}");
     b.c.answer(&s, &reply(&s, 200, "OK"));
+
+    // A ends its subscription (Subscription-State: terminated): the line's publication is
+    // removed (PUBLISH with Expires 0).
+    assert!(publication(&h).is_some());
+    let (code, r) = a.notify_with("terminated;reason=noresource", &dialog_info(None), None);
+    assert_eq!(code, 200, "{r}");
+    assert!(eventually(Duration::from_secs(5), || publication(&h).is_none()), "{:?}", publication(&h));
 }
 
 #[test]
@@ -358,4 +365,49 @@ fn mandatory_modparams_are_refused_when_missing() {
         assert!(!out.status.success(), "header_name = {value} must fail:\n{text}");
         assert!(text.contains(expected), "{text}");
     }
+}
+
+/// A burst: phone A NOTIFYs `BLA_BURST` states (default 300) one after the other, each answered
+/// before the next; watcher B must end on the last one (pua collapses PUBLISHes queued behind
+/// one in flight, so B sees fewer states than A sent, never a stale one last). Prints the rate
+/// (`--nocapture`; `BLA_BURST=2000` for the numbers in the report).
+#[test]
+fn notify_to_publish_rate() {
+    let h = server("pua-bla-rate");
+    let mut a = Phone::new(&h, "a");
+    let mut b = Phone::new(&h, "b");
+    assert_eq!(a.register("reg-a", 1, 600), 200);
+    a.subscribed();
+    assert_eq!(a.notify(&dialog_info(None)), 200);
+    assert!(eventually(Duration::from_secs(5), || publication(&h).is_some()));
+    b.watch();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = 0u32;
+        let mut last = String::new();
+        while let Some(n) = b.presence_notify(Duration::from_secs(2)) {
+            seen += 1;
+            last = body(&n).to_string();
+        }
+        (seen, last)
+    });
+    let n: u32 = std::env::var("BLA_BURST").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    for i in 0..n {
+        let state = if i % 2 == 0 { "confirmed" } else { "terminated" };
+        let t = Instant::now();
+        assert_eq!(a.notify(&dialog_info(Some((&format!("call-{i}"), state)))), 200);
+        worst = worst.max(t.elapsed());
+    }
+    let took = start.elapsed();
+    let (seen, last) = watcher.join().unwrap();
+    println!(
+        "{n} NOTIFYs answered in {:.2} s: {:.0}/s, {:.0} us mean, {} us worst; watcher B got {seen} NOTIFYs, the last with {}",
+        took.as_secs_f64(),
+        f64::from(n) / took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / f64::from(n),
+        worst.as_micros(),
+        if last.contains(&format!("call-{}", n - 1)) { "the last state" } else { "ANOTHER state" }
+    );
+    assert!(last.contains(&format!("call-{}", n - 1)), "{last}");
 }
