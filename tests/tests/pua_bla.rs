@@ -21,6 +21,11 @@ const LINE: &str = "sip:line@example.com";
 /// The shipped configs/bla.toml on free ports, with usrloc's expiry pass every second and
 /// registrations as short as 2 s (the expiry case).
 fn server(name: &str) -> Host {
+    Host::start(name, &config())
+}
+
+/// The config [`server`] starts.
+fn config() -> String {
     let shipped = std::fs::read_to_string(root().join("configs/bla.toml")).expect("configs/bla.toml");
     let config = shipped
         .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
@@ -35,7 +40,7 @@ fn server(name: &str) -> Host {
     {
         assert!(config.contains(expected), "configs/bla.toml changed ({expected}): {config}");
     }
-    Host::start(name, &config)
+    config
 }
 
 /// The shipped config passes `puahost check`.
@@ -178,6 +183,17 @@ impl Phone {
         );
         assert_eq!(status(&self.transact(&m)), 200, "{}", self.name);
         self.presence_notify(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}: no first NOTIFY", self.name))
+    }
+
+    /// [`Phone::watch`] at another presence server, from the same socket (so the same Contact).
+    fn watch_at(&mut self, server: std::net::SocketAddr) -> String {
+        let Client::Udp(_, to) = &mut self.c else { unreachable!("phones are UDP") };
+        let home = std::mem::replace(to, server);
+        let n = self.watch();
+        if let Client::Udp(_, to) = &mut self.c {
+            *to = home;
+        }
+        n
     }
 
     /// The presence server's next NOTIFY (dialog;sla), answered 200.
@@ -410,4 +426,47 @@ fn notify_to_publish_rate() {
         if last.contains(&format!("call-{}", n - 1)) { "the last state" } else { "ANOTHER state" }
     );
     assert!(last.contains(&format!("call-{}", n - 1)), "{last}");
+}
+
+/// Against Kamailio 5.6's presence server (Debian packages; presence_xml with disable_bla = 0
+/// and `handle_publish("$hdr(Sender)")`, as the draft's setup has it): our pua_bla PUBLISHes
+/// there through pua's outbound_proxy, Kamailio stores A's Contact as the sender and notifies
+/// B, not A, with the version pua wrote.
+#[test]
+fn kamailios_presence_server_leaves_the_sender_out() {
+    let template = std::fs::read_to_string(e2e::kamailio::presence_template()).expect("presence.cfg");
+    let publish = "\t\thandle_publish();";
+    assert!(template.contains(publish), "tests/kamailio/presence.cfg changed");
+    let template = template.replace(publish, "\t\thandle_publish(\"$hdr(Sender)\");");
+    let mut k = e2e::kamailio::Kamailio::start_config(
+        "kamailio-bla",
+        &template,
+        "modparam(\"presence_xml\", \"disable_bla\", 0)",
+    );
+    let proxy = "outbound_proxy = \"sip:127.0.0.1:@SIP@\"";
+    let config = config();
+    assert!(config.contains(proxy), "configs/bla.toml's pua section changed");
+    let h = Host::start("pua-bla-kamailio", &config.replace(proxy, &format!("outbound_proxy = \"{}\"", k.uri())));
+    let mut a = Phone::new(&h, "a");
+    let mut b = Phone::new(&h, "b");
+    for p in [&mut a, &mut b] {
+        assert_eq!(p.register(&format!("reg-{}", p.name), 1, 60), 200);
+        p.subscribed();
+        assert_eq!(p.notify(&dialog_info(None)), 200);
+    }
+    let sender_is = |who: &str| k.presentity().iter().any(|p| p.event == "dialog;sla" && p.sender == who);
+    assert!(eventually(Duration::from_secs(5), || sender_is(&b.contact)), "{:?}\n{}", k.presentity(), h.log());
+    let first = a.watch_at(k.addr());
+    let v = version(body(&first));
+    assert_ne!(v, 41, "{first}");
+    b.watch_at(k.addr());
+
+    assert_eq!(a.notify(&dialog_info(Some(("call-a", "confirmed")))), 200);
+    let n = b.presence_notify(Duration::from_secs(5)).unwrap_or_else(|| panic!("B: no NOTIFY\n{}", k.log()));
+    let nb = body(&n);
+    assert!(nb.contains("<dialog id=\"call-a\"") && nb.contains("<state>confirmed</state>"), "{nb}");
+    assert_eq!(version(nb), v + 1, "{nb}");
+    a.no_presence_notify(Duration::from_millis(700));
+    assert!(sender_is(&a.contact), "{:?}", k.presentity());
+    k.stop();
 }
