@@ -326,6 +326,13 @@ fn three_phones_share_a_line() {
     assert_eq!(c.register("reg-c", 2, 0), 200);
     let (s, expires) = c.subscribed();
     assert_eq!((header(&s, "Call-ID").unwrap(), expires), (call_id, 0), "{s}");
+    // The phone's last NOTIFY (terminated) comes after pua ended the dialog: 481, and the
+    // line's state stays (it would otherwise be removed for every phone).
+    std::thread::sleep(Duration::from_millis(200));
+    let before = publication(&h);
+    assert_eq!(c.notify_with("terminated;reason=timeout", &dialog_info(None), None).0, 481);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(publication(&h), before);
     // A REGISTER without bla_set_flag() (another AoR, same phone) subscribes to nothing.
     assert_eq!(c.register("plain-c", 1, 60), 200);
     assert!(c.next(Duration::from_millis(700), |m| m.starts_with("SUBSCRIBE ")).is_none(), "not a BLA line");
