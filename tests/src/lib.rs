@@ -324,6 +324,7 @@ pub fn sipp_call(host: &Host, scenario: &str, args: &[&str], pause_ms: u32) -> C
 pub mod dbs;
 pub mod kamailio;
 pub mod notify;
+pub mod xmpp;
 
 /// A raw SIP client for the tests: sends text over UDP or TCP, reads replies.
 pub mod sip {

@@ -35,6 +35,7 @@ pub struct PuaXmpp {
     pua: Pua,
     xmpp: Xmpp,
     server_address: String,
+    outbound_proxy: Option<&'static str>,
     ids: AtomicU64,
 }
 
@@ -43,6 +44,8 @@ pub struct PuaXmpp {
 struct Bridge {
     pua: Pua,
     xmpp: Xmpp,
+    /// Next hop of the SUBSCRIBEs sent for XMPP users.
+    outbound_proxy: Option<&'static str>,
 }
 
 fn publication_id(pres_uri: &str) -> String {
@@ -118,6 +121,7 @@ impl Bridge {
             expires,
             source_flag: source::XMPP_INITIAL_SUBS,
             flag: INSERT_TYPE,
+            outbound_proxy: self.outbound_proxy.map(str::to_string),
             ..Default::default()
         };
         if self.pua.send_subscribe(&info) < 0 {
@@ -133,6 +137,7 @@ impl Bridge {
         ) else {
             return;
         };
+        tracing::debug!("pua_xmpp: SUBSCRIBE {} for {}: {code}", record.pres_uri, record.watcher_uri);
         let stanza = if (200..300).contains(&code) {
             convert::typed_stanza(&from, &to, None, "subscribed")
         } else {
@@ -224,8 +229,11 @@ impl PuaXmpp {
         }
         for s in &stanzas {
             if let Err(e) = self.xmpp.send_packet(s) {
+                // The NOTIFY is ours and is answered 200 all the same: a failure reply would end
+                // the subscription while the XMPP server is away; the probes Prosody sends when
+                // its users come back bring the state again.
                 tracing::warn!("pua_xmpp_notify: {e}");
-                return Ok(-1);
+                break;
             }
         }
         Ok(1)
@@ -252,6 +260,7 @@ impl PuaXmpp {
             source_flag: source::XMPP_SUBSCRIBE,
             flag: INSERT_TYPE,
             cb_param: n,
+            outbound_proxy: self.outbound_proxy.map(str::to_string),
             ..Default::default()
         };
         Ok(if self.pua.send_subscribe(&info) < 0 { -1 } else { 1 })
@@ -265,6 +274,7 @@ impl Module for PuaXmpp {
             .requires("pua")
             .requires("xmpp")
             .param(Param::required_str("server_address").doc("SIP URI of this gateway: the Contact of its presence.winfo SUBSCRIBEs"))
+            .param(Param::opt_str("outbound_proxy").doc("next hop (SIP URI) of the SUBSCRIBEs sent for XMPP users and for watcher info; unset: the Request-URI's host"))
             .function(Function::new("pua_xmpp_notify", 0..=0, Self::notify).doc(
                 "on a NOTIFY of a subscription made for the XMPP side: send it on as XMPP presence (1), -1 when it is not one; the route replies",
             ))
@@ -278,9 +288,20 @@ impl Module for PuaXmpp {
         if !server_address.starts_with("sip:") && !server_address.starts_with("sips:") {
             return Err(Error::new(format!("server_address must be a SIP URI, not {server_address:?}")));
         }
+        let outbound_proxy: Option<&'static str> = params
+            .opt_str("outbound_proxy")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| &*Box::leak(p.to_string().into_boxed_str()));
+        if let Some(p) = outbound_proxy
+            && !p.starts_with("sip:")
+            && !p.starts_with("sips:")
+        {
+            return Err(Error::new(format!("outbound_proxy must be a SIP URI, not {p:?}")));
+        }
         let pua = Pua::bind(host)?;
         let xmpp = Xmpp::bind(host)?;
-        let bridge = Bridge { pua, xmpp };
+        let bridge = Bridge { pua, xmpp, outbound_proxy };
         xmpp.register_callback(cb::RCV_PRESENCE, move |s| bridge.on_presence(s))?;
         let r = pua.register_callback(source::XMPP_INITIAL_SUBS, move |record, reply| {
             bridge.on_subscribe_reply(record, reply.code);
@@ -289,7 +310,7 @@ impl Module for PuaXmpp {
         if r < 0 {
             return Err(Error::new("cannot register the pua callback"));
         }
-        Ok(PuaXmpp { pua, xmpp, server_address, ids: AtomicU64::new(0) })
+        Ok(PuaXmpp { pua, xmpp, server_address, outbound_proxy, ids: AtomicU64::new(0) })
     }
 }
 

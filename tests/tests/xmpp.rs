@@ -1,0 +1,204 @@
+//! The SIP/XMPP presence gateway (xmpp + pua + pua_xmpp + presence + presence_xml, the config of
+//! configs/xmpp-gateway.toml) against a real XMPP server: Debian's Prosody with an XEP-0114
+//! component and two users, and XMPP clients logged in over c2s.
+//!
+//! (a) a SIP watcher of alice@xmpp.test gets NOTIFYs as alice comes online with a status, goes
+//! away, goes offline; (b) bob@xmpp.test, subscribed to sip:romeo@sip.test, gets presence
+//! stanzas as romeo's PUBLISHes change; Prosody restarts in the middle and both directions work
+//! again once the component has reconnected; a wrong component secret is logged clearly and
+//! retried, and the host stays up.
+
+use std::time::{Duration, Instant};
+
+use e2e::notify::{body, next_notify_within};
+use e2e::sip::{Client, header, request, status};
+use e2e::xmpp::{self, COMPONENT, Prosody, attr};
+use e2e::{Host, eventually};
+
+const T: Duration = Duration::from_secs(10);
+
+/// configs/xmpp-gateway.toml on the test's ports, with Prosody's component port and `secret`.
+fn gateway_config(prosody: &Prosody, secret: &str) -> String {
+    let example = std::fs::read_to_string(e2e::root().join("configs/xmpp-gateway.toml")).expect("example config");
+    let config = example
+        .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
+        .replace("127.0.0.1:5080", "127.0.0.1:@HTTP@")
+        .replace("xmpp_port = 5347", &format!("xmpp_port = {}", prosody.component))
+        .replace("xmpp_password = \"s3cr3t\"", &format!("xmpp_password = \"{secret}\""))
+        // NOTIFYs to the gateway URIs of XMPP users must reach this host.
+        .replace("gateway_domain = \"sip-xmpp.test\"", "gateway_domain = \"127.0.0.1:@SIP@\"")
+        .replace("log_level = \"info\"", "log_level = \"debug\"\nmodules_path = [\"@MODULES@\"]");
+    assert!(config.contains("@MODULES@") && config.contains(&prosody.component.to_string()), "{config}");
+    config
+}
+
+fn connections(h: &Host) -> usize {
+    h.log().matches("xmpp: connected to").count()
+}
+
+fn wait_connected(h: &Host, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(20), || connections(h) >= n),
+        "component connection {n} missing:\n{}",
+        h.log()
+    );
+}
+
+fn pidf(entity: &str, basic: &str, note: &str, activity: Option<&str>) -> String {
+    let person = activity.map_or(String::new(), |a| {
+        format!("<dm:person id=\"p1\"><rpid:activities><rpid:{a}/></rpid:activities></dm:person>")
+    });
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="{entity}"><tuple id="romeo-phone"><status><basic>{basic}</basic></status><note>{note}</note></tuple>{person}</presence>"#
+    )
+}
+
+/// romeo's PUBLISH straight to the gateway's presence server; returns the ETag.
+fn publish_romeo(c: &mut Client, etag: Option<&str>, expires: u32, body: &str) -> Option<String> {
+    let mut headers = vec!["Event: presence".to_string(), format!("Expires: {expires}")];
+    if let Some(e) = etag {
+        headers.push(format!("SIP-If-Match: {e}"));
+    }
+    if !body.is_empty() {
+        headers.push("Content-Type: application/pidf+xml".into());
+    }
+    let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let r = c.transact(&request(c, "PUBLISH", "sip:romeo@sip.test", &h, body));
+    assert_eq!(status(&r), 200, "{r}");
+    header(&r, "SIP-ETag")
+}
+
+/// The next NOTIFY whose body satisfies `pred` (earlier ones answered and skipped).
+fn notify_where(w: &mut Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + T;
+    let mut skipped = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(n) = next_notify_within(w, left) {
+            if pred(body(&n)) {
+                return n;
+            }
+            skipped.push(body(&n).to_string());
+        }
+    }
+    panic!("no NOTIFY with {what} within {T:?}; bodies seen: {skipped:#?}");
+}
+
+/// The next presence stanza from romeo's JID satisfying `pred`.
+fn romeo_presence(bob: &mut xmpp::Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let romeo = format!("romeo*sip.test@{COMPONENT}");
+    bob.wait_for(T, |s| {
+        s.starts_with("<presence")
+            && attr(s, "from").is_some_and(|f| f.split('/').next() == Some(romeo.as_str()))
+            && attr(s, "type").as_deref() != Some("subscribed")
+            && pred(s)
+    })
+    .unwrap_or_else(|| panic!("bob got no presence from {romeo} with {what}; stanzas: {:#?}", bob.seen))
+}
+
+#[test]
+fn presence_both_ways_through_prosody_with_a_restart() {
+    if !xmpp::available() {
+        panic!("prosody is not installed: run scripts/install-test-deps.sh");
+    }
+    let mut prosody = Prosody::start("gateway", "s3cr3t");
+    let h = Host::start("xmpp-gateway", &gateway_config(&prosody, "s3cr3t"));
+    wait_connected(&h, 1);
+    let juliet_uri = |h: &Host| format!("sip:alice*xmpp.test@127.0.0.1:{}", h.sip);
+
+    // (a) alice is online with a status; a SIP watcher subscribes to her gateway URI.
+    let mut alice = xmpp::Client::login(prosody.c2s, "alice", "alicepw", "laptop");
+    alice.approve = true;
+    alice.send("<presence><status>hello from alice</status></presence>");
+    let mut watcher = Client::udp(h.sip_addr());
+    let sub = request(&watcher, "SUBSCRIBE", &juliet_uri(&h), &["Event: presence", "Expires: 600"], "");
+    let r = watcher.transact(&sub);
+    assert_eq!(status(&r), 200, "{r}");
+    // The gateway asks alice (from the watcher's JID), she approves, Prosody sends her presence.
+    let ask = alice
+        .wait_for(T, |s| attr(s, "type").as_deref() == Some("subscribe"))
+        .unwrap_or_else(|| panic!("no subscribe for alice: {:#?}\n{}", alice.seen, h.log()));
+    assert_eq!(attr(&ask, "from").as_deref(), Some(format!("tester*sip.test@{COMPONENT}").as_str()), "{ask}");
+    let n = notify_where(&mut watcher, "open and alice's status", |b| {
+        b.contains("<basic>open</basic>") && b.contains("hello from alice")
+    });
+    assert!(body(&n).contains(&format!("alice*xmpp.test@127.0.0.1:{}", h.sip)), "entity: {n}");
+
+    alice.send("<presence><show>away</show><status>lunch</status></presence>");
+    let n = notify_where(&mut watcher, "away", |b| b.contains("away") && b.contains("lunch"));
+    assert!(body(&n).contains("<basic>open</basic>"), "{n}");
+
+    alice.send("<presence type='unavailable'/>");
+    notify_where(&mut watcher, "closed", |b| b.contains("<basic>closed</basic>") || !b.contains("<basic>open</basic>"));
+
+    alice.send("<presence><status>back again</status></presence>");
+    notify_where(&mut watcher, "open again", |b| b.contains("<basic>open</basic>") && b.contains("back again"));
+
+    // (b) bob subscribes to romeo's JID; romeo PUBLISHes over SIP.
+    let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
+    bob.send("<presence/>");
+    bob.send(&format!("<presence to='romeo*sip.test@{COMPONENT}' type='subscribe'/>"));
+    bob.wait_for(T, |s| attr(s, "type").as_deref() == Some("subscribed"))
+        .unwrap_or_else(|| panic!("bob's subscription not accepted: {:#?}\n{}\n{}", bob.seen, h.log(), prosody.log()));
+    let mut romeo = Client::udp(h.sip_addr());
+    let etag = publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready", None));
+    let p = romeo_presence(&mut bob, "available", |s| attr(s, "type").is_none() && s.contains("ready"));
+    assert!(!p.contains("<show>"), "{p}");
+    let etag = publish_romeo(
+        &mut romeo,
+        etag.as_deref(),
+        600,
+        &pidf("sip:romeo@sip.test", "open", "stepped out", Some("away")),
+    );
+    romeo_presence(&mut bob, "away", |s| s.contains("<show>away</show>") && s.contains("stepped out"));
+    publish_romeo(&mut romeo, etag.as_deref(), 0, "");
+    romeo_presence(&mut bob, "unavailable", |s| attr(s, "type").as_deref() == Some("unavailable"));
+
+    // Prosody restarts: the component reconnects and presence flows again both ways.
+    prosody.restart();
+    wait_connected(&h, 2);
+    assert!(h.log().contains("XMPP server") && h.log().contains("restarting in"), "the loss is logged:\n{}", h.log());
+    let mut alice = xmpp::Client::login(prosody.c2s, "alice", "alicepw", "laptop");
+    alice.approve = true;
+    alice.send("<presence><status>after the restart</status></presence>");
+    notify_where(&mut watcher, "alice after the restart", |b| {
+        b.contains("<basic>open</basic>") && b.contains("after the restart")
+    });
+    let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
+    bob.send("<presence/>");
+    std::thread::sleep(Duration::from_millis(300));
+    publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready again", None));
+    romeo_presence(&mut bob, "available after the restart", |s| attr(s, "type").is_none() && s.contains("ready again"));
+    drop(h);
+    prosody.stop();
+}
+
+#[test]
+fn a_wrong_secret_is_logged_and_retried() {
+    if !xmpp::available() {
+        panic!("prosody is not installed: run scripts/install-test-deps.sh");
+    }
+    let prosody = Prosody::start("wrong-secret", "s3cr3t");
+    let mut h = Host::start("xmpp-wrong-secret", &gateway_config(&prosody, "not-the-secret"));
+    let refused = |h: &Host| h.log().matches("not-authorized (Given token does not match calculated token)").count();
+    assert!(eventually(Duration::from_secs(10), || refused(&h) >= 2), "no retry after the refusal:\n{}", h.log());
+    let log = h.log();
+    assert!(log.contains(&format!("refused component {COMPONENT}")) && log.contains("xmpp_password"), "{log}");
+    assert!(log.contains("restarting in"), "{log}");
+    assert_eq!(connections(&h), 0, "{log}");
+    assert!(h.alive(), "the host keeps running");
+    let mut c = Client::udp(h.sip_addr());
+    let r = c.transact(&request(&c, "OPTIONS", &format!("sip:127.0.0.1:{}", h.sip), &[], ""));
+    assert_eq!(status(&r), 200, "{r}");
+    // NOTIFYs that belong to no subscription of the gateway, or carry another event, get 481.
+    let uri = format!("sip:alice*xmpp.test@127.0.0.1:{}", h.sip);
+    for event in ["presence", "dialog", ""] {
+        let mut headers = vec!["Subscription-State: active;expires=60", "Content-Type: application/pidf+xml"];
+        let ev = format!("Event: {event}");
+        if !event.is_empty() {
+            headers.push(&ev);
+        }
+        let r = c.transact(&request(&c, "NOTIFY", &uri, &headers, "<presence><tuple>"));
+        assert_eq!(status(&r), 481, "{r}");
+    }
+    assert!(h.alive());
+}
