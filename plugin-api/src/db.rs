@@ -200,6 +200,12 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// A row of `values` under `columns` (in the same order), e.g. to test code that reads
+    /// rows without a database.
+    pub fn new(columns: &'a [String], values: &'a [Value]) -> Self {
+        Self { columns, values }
+    }
+
     /// The value of `column` (case-insensitive), if the row has it.
     pub fn get(&self, column: &str) -> Option<&'a Value> {
         let i = self.columns.iter().position(|c| c.eq_ignore_ascii_case(column))?;

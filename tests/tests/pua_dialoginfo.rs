@@ -24,6 +24,11 @@ fn blf(name: &str, alias: Option<&str>, overrides: &[&str]) -> Host {
 
 /// [`blf`] with `functions` (e.g. `setflag(7)`) first in the initial INVITE's route.
 fn blf_with(name: &str, alias: Option<&str>, overrides: &[&str], functions: &[&str]) -> Host {
+    Host::start(name, &blf_config(alias, overrides, functions))
+}
+
+/// The config [`blf_with`] starts.
+fn blf_config(alias: Option<&str>, overrides: &[&str], functions: &[&str]) -> String {
     let shipped = std::fs::read_to_string(root().join("configs/blf.toml")).expect("configs/blf.toml");
     let mut config = shipped
         .replace("127.0.0.1:5060", "127.0.0.1:@SIP@")
@@ -47,7 +52,7 @@ fn blf_with(name: &str, alias: Option<&str>, overrides: &[&str], functions: &[&s
         }
         config = lines.join("\n") + "\n";
     }
-    Host::start(name, &config)
+    config
 }
 
 /// The callee (`sip:callee@sip.test`): registered from a UDP socket whose port the sipp UAS
@@ -82,10 +87,15 @@ fn finished(child: Child, what: &str, host: &Host) {
 /// A watcher subscribed to `sip:<user>@sip.test` with `Event: dialog` (its first NOTIFY
 /// consumed).
 fn watch(h: &Host, user: &str) -> Client {
-    let mut w = Client::udp(h.sip_addr());
+    watch_at(h.sip_addr(), user, &|| h.log())
+}
+
+/// [`watch`] on the presence server at `server` (`log` for a failure).
+fn watch_at(server: std::net::SocketAddr, user: &str, log: &dyn Fn() -> String) -> Client {
+    let mut w = Client::udp(server);
     let sub = request(&w, "SUBSCRIBE", &format!("sip:{user}@sip.test"), &["Event: dialog", "Expires: 600"], "");
     let r = w.transact(&sub);
-    assert_eq!(status(&r), 200, "{r}\n{}", h.log());
+    assert!(matches!(status(&r), 200 | 202), "{r}\n{}", log());
     next_notify(&mut w, Duration::from_secs(5)).expect("the first NOTIFY");
     w
 }
@@ -115,12 +125,21 @@ fn state(b: &str) -> Option<&str> {
 /// The bodies of the NOTIFYs `w` gets until one shows `terminated` (or 15 s pass), with the
 /// distinct states in order.
 fn follow(w: &mut Client, h: &Host) -> (Vec<String>, Vec<String>) {
+    follow_at(w, &|| h.log())
+}
+
+/// [`follow`] with `log` for a failure.
+fn follow_at(w: &mut Client, log: &dyn Fn() -> String) -> (Vec<String>, Vec<String>) {
     let mut bodies = Vec::new();
     let mut states: Vec<String> = Vec::new();
+    let mut other = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let Some(n) = next_notify(w, Duration::from_secs(1)) else { continue };
         let b = body(&n).to_string();
+        if state(&b).is_none() {
+            other.push(n.clone());
+        }
         if let Some(s) = state(&b) {
             if states.last().map(String::as_str) != Some(s) {
                 states.push(s.to_string());
@@ -131,7 +150,7 @@ fn follow(w: &mut Client, h: &Host) -> (Vec<String>, Vec<String>) {
             }
         }
     }
-    panic!("no terminated state within 15 s; states {states:?}\n{}", h.log());
+    panic!("no terminated state within 15 s; states {states:?}; NOTIFYs without a state: {other:#?}\n{}", log());
 }
 
 /// What [`follow`] saw on one watcher.
@@ -352,9 +371,138 @@ fn pubruri_avps_choose_where_to_publish() {
     finished(uas, "the callee", &h);
 }
 
+/// Kamailio 5.6 (Debian's presence + presence_dialoginfo) as the presence server: pua's
+/// outbound proxy is Kamailio, so every PUBLISH of pua_dialoginfo goes there. Kamailio accepts
+/// them (its presentity table holds the caller's and the callee's dialog-info) and its NOTIFYs
+/// to a watcher subscribed to it with `Event: dialog` follow the call through trying, early,
+/// confirmed and terminated.
+#[test]
+fn kamailio_presence_dialoginfo_accepts_the_publishes() {
+    // One worker: Debian's db_sqlite has no busy timeout, so two workers storing the caller's
+    // and the callee's PUBLISH at once fail with `database is locked`.
+    let mut k = e2e::kamailio::Kamailio::start_presence_with(
+        "children=1\nloadmodule \"presence_dialoginfo.so\"\nmodparam(\"presence_dialoginfo\", \"force_single_dialog\", 0)",
+    );
+    let config = blf_config(Some("sip.test"), &[], &[]);
+    let proxy = "outbound_proxy = \"sip:127.0.0.1:@SIP@\"";
+    assert!(config.contains(proxy), "configs/blf.toml's pua section changed: {config}");
+    let h =
+        Host::start("pua-dialoginfo-kamailio", &config.replace(proxy, &format!("outbound_proxy = \"{}\"", k.uri())));
+    let klog = || k.log();
+    let mut wa = watch_at(k.addr(), "caller", &klog);
+    let mut wb = watch_at(k.addr(), "callee", &klog);
+    let (uas, port) = callee(&h, "dlg_callee_late_ring", 1000);
+    let uac = caller(&h, "dlg_caller", port, 1000);
+    let ((states, bodies), (callee_states, callee_bodies)) = std::thread::scope(|s| {
+        let ta = s.spawn(|| follow_at(&mut wa, &klog));
+        let tb = s.spawn(|| follow_at(&mut wb, &klog));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(states, ["trying", "early", "confirmed", "terminated"], "caller via Kamailio: {bodies:#?}");
+    assert_eq!(callee_states, ["early", "confirmed", "terminated"], "callee via Kamailio: {callee_bodies:#?}");
+    let early = with_state(&bodies, "early");
+    assert!(early.contains("entity=\"sip:caller@sip.test\"") && early.contains("direction=\"initiator\""), "{early}");
+    let rows = k.presentity();
+    for user in ["caller", "callee"] {
+        assert!(
+            rows.iter().any(|r| r.username == user && r.event == "dialog" && r.body.contains("<dialog-info")),
+            "Kamailio stored {user}'s dialog-info: {:?}",
+            rows.iter().map(|r| (&r.username, &r.event)).collect::<Vec<_>>()
+        );
+    }
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    let log = k.log();
+    assert!(!log.contains("ERROR: presence"), "Kamailio refused something:\n{log}");
+    assert!(!h.log().contains("PUBLISH for"), "no PUBLISH failed:\n{}", h.log());
+    k.stop();
+}
+
 /// The shipped config passes `puahost check`.
 #[test]
 fn shipped_blf_config_checks() {
     let out = e2e::cli(&["check", "-c", root().join("configs/blf.toml").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The dialog of `call_id` in `dlg.list`, if any.
+fn listed(h: &Host, call_id: &str) -> Option<serde_json::Value> {
+    let list = h.result("dlg.list", json!([]));
+    list.as_array()?.iter().find(|d| d["call-id"] == call_id).cloned()
+}
+
+fn dialog_id(b: &str) -> &str {
+    b.split("dialog id=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("")
+}
+
+/// Persistence (dialog's db_mode with Kamailio's `dialog` table): a call is confirmed, the
+/// host is killed (db_mode 1 and 2: nothing runs at exit) or stopped (db_mode 3: written at
+/// shutdown) and started again while the phones hold the call. The dialog is read back as it
+/// was (ids, tags, CSeqs, route sets, contacts, timeout) and the caller's BYE still publishes
+/// `terminated` under the same dialog id, through pua_dialoginfo's callbacks on the loaded
+/// dialog. Afterwards the row is gone: a second restart loads nothing.
+fn restart_mid_call(db: &e2e::dbs::Database, db_mode: u8) {
+    let dialog = format!("[modparam.dialog]\ndb_url = \"{}\"\ndb_mode = {db_mode}\ndb_update_period = 1\n", db.url);
+    let config = blf_config(Some("sip.test"), &[], &[]).replace("[modparam.dialog]\n", &dialog);
+    let mut h = Host::start(&format!("pua-dialoginfo-restart-{}-{db_mode}", db.kind), &config);
+    let mut before = watch(&h, "caller");
+    let (uas, port) = callee(&h, "dlg_callee", 0);
+    let uac = caller(&h, "dlg_caller", port, 7000);
+    let mut confirmed = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while confirmed.is_none() && Instant::now() < deadline {
+        if let Some(n) = next_notify(&mut before, Duration::from_millis(200))
+            && state(body(&n)) == Some("confirmed")
+        {
+            confirmed = Some(body(&n).to_string());
+        }
+    }
+    let confirmed = confirmed.unwrap_or_else(|| panic!("no confirmed state\n{}", h.log()));
+    let id = dialog_id(&confirmed).to_string();
+    assert!(id.starts_with("padi-"), "{confirmed}");
+    let mut was = None;
+    assert!(
+        e2e::eventually(Duration::from_secs(3), || {
+            was = h.result("dlg.list", json!([])).as_array().and_then(|l| l.first().cloned());
+            was.as_ref().is_some_and(|d| d["state"] == 4)
+        }),
+        "the ACK confirmed the dialog: {was:?}"
+    );
+    let was = was.unwrap();
+    if db_mode == 2 {
+        std::thread::sleep(Duration::from_millis(2500)); // db_update_period 1 s
+    }
+    if db_mode == 3 {
+        h.stop();
+    } else {
+        h.kill();
+    }
+    h.restart();
+    let call_id = was["call-id"].as_str().unwrap();
+    let now = listed(&h, call_id).unwrap_or_else(|| panic!("not loaded back\n{}", h.log()));
+    for key in ["h_entry", "h_id", "call-id", "from_uri", "to_uri", "state", "start_ts", "timeout", "caller", "callee"]
+    {
+        assert_eq!(now[key], was[key], "{key} after the restart: {now:#}\nbefore: {was:#}");
+    }
+    assert!(!was["callee"]["route_set"].as_str().unwrap_or("").is_empty(), "{was:#}");
+    let mut after = watch(&h, "caller");
+    let (states, bodies) = follow(&mut after, &h);
+    assert_eq!(states.last().map(String::as_str), Some("terminated"), "{bodies:#?}");
+    let terminated = with_state(&bodies, "terminated");
+    assert_eq!(dialog_id(terminated), id, "the same dialog: {terminated}");
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    assert!(listed(&h, call_id).is_none(), "ended by the BYE");
+    std::thread::sleep(Duration::from_millis(if db_mode == 2 { 2500 } else { 100 }));
+    h.stop();
+    h.restart();
+    assert_eq!(h.result("dlg.list", json!([])), json!([]), "the row was deleted at the BYE\n{}", h.log());
+}
+
+e2e::database_tests! {
+    restart_mid_call_sqlite_realtime: "sqlite", |db| restart_mid_call(db, 1);
+    restart_mid_call_sqlite_delayed: "sqlite", |db| restart_mid_call(db, 2);
+    restart_mid_call_sqlite_shutdown: "sqlite", |db| restart_mid_call(db, 3);
+    restart_mid_call_postgres_realtime: "postgres", |db| restart_mid_call(db, 1);
+    restart_mid_call_mariadb_realtime: "mariadb", |db| restart_mid_call(db, 1);
 }

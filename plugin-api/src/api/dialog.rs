@@ -20,6 +20,11 @@ use crate::{Error, Host};
 
 /// Callback types, Kamailio's `DLGCB_*` bits (`dlg_cb.h`). Only those listed here are raised.
 pub mod cb {
+    /// A dialog the `dialog` module read back from its database at start-up (db_mode 1 to 3).
+    /// Raised when the callback is registered, once for every dialog live then (Kamailio's
+    /// `DLGCB_LOADED` runs on the spot the same way): modules registering from their init see
+    /// every loaded dialog and can rebuild what they keep per dialog.
+    pub const LOADED: i32 = 1 << 0;
     /// A dialog was created by `dlg_manage()` on an initial INVITE (direction downstream).
     pub const CREATED: i32 = 1 << 1;
     /// The INVITE failed: a final reply of 300 or more (a 487 after CANCEL included), or a
@@ -38,7 +43,8 @@ pub mod cb {
     /// A provisional reply with a To-tag: the dialog is early.
     pub const EARLY: i32 = 1 << 8;
     /// Every type this module raises.
-    pub const ALL: i32 = CREATED | FAILED | CONFIRMED_NA | CONFIRMED | REQ_WITHIN | TERMINATED | EXPIRED | EARLY;
+    pub const ALL: i32 =
+        LOADED | CREATED | FAILED | CONFIRMED_NA | CONFIRMED | REQ_WITHIN | TERMINATED | EXPIRED | EARLY;
 }
 
 /// Dialog states, numbered as Kamailio's `DLG_STATE_*` (and shown so by `dlg.list`).

@@ -5,8 +5,11 @@
 //! it; a timer expires confirmed dialogs after `default_timeout`. Other modules follow dialogs
 //! through the `dialog` API (`plugin_api::api::dialog`); operators through `dlg.*` RPCs.
 //!
-//! Dialogs live in memory only: Kamailio's `dialog` table (db_mode) is not written.
+//! With `db_mode` 1 to 3 confirmed dialogs are kept in Kamailio's `dialog` table
+//! ([`persist`]) and read back at start-up; modules rebuild their per-dialog state from the
+//! API's `LOADED` callback.
 
+pub mod persist;
 pub mod store;
 
 use std::sync::{Mutex, RwLock};
@@ -17,6 +20,7 @@ use plugin_api::metrics::{Counter, Gauge};
 use plugin_api::prelude::*;
 use serde_json::json;
 
+use persist::{Storage, db_mode};
 use store::{Dialog, Dialogs, Event, Id, NewDialog};
 
 #[cfg(test)]
@@ -78,14 +82,29 @@ pub struct State {
     callbacks: RwLock<Vec<(i32, FfiDlgCallback)>>,
     default_timeout: u32,
     stats: Option<Stats>,
+    /// The `dialog` table, with db_mode 1 to 3.
+    storage: Option<Storage>,
+    db_mode: i64,
+    /// Held from taking changes until they are written, so writes reach the database in the
+    /// order the changes happened (an ACK's rewrite never lands after its BYE's delete).
+    writer: Mutex<()>,
 }
 
 impl State {
     fn new(default_timeout: u32) -> Self {
-        Self { dialogs: Mutex::new(Dialogs::new()), callbacks: RwLock::new(Vec::new()), default_timeout, stats: None }
+        Self {
+            dialogs: Mutex::new(Dialogs::new()),
+            callbacks: RwLock::new(Vec::new()),
+            default_timeout,
+            stats: None,
+            storage: None,
+            db_mode: db_mode::NONE,
+            writer: Mutex::new(()),
+        }
     }
 
-    /// Runs `f` on the table under the lock and refreshes the gauges.
+    /// Runs `f` on the table under the lock and refreshes the gauges; in db_mode 1 writes what
+    /// changed before returning.
     fn apply<T>(&self, f: impl FnOnce(&mut Dialogs) -> T) -> T {
         let mut t = self.dialogs.lock().unwrap_or_else(|p| p.into_inner());
         let out = f(&mut t);
@@ -94,7 +113,43 @@ impl State {
             s.active.set(i64::try_from(c.confirmed + c.confirmed_na).unwrap_or(i64::MAX));
             s.early.set(i64::try_from(c.early).unwrap_or(i64::MAX));
         }
+        let dirty = self.db_mode == db_mode::REALTIME && t.has_changes();
+        drop(t);
+        if dirty {
+            self.flush();
+        }
         out
+    }
+
+    /// Writes the changes since the last flush (db_mode 1 and 2). A failed write is logged;
+    /// the dialogs stay in memory (Kamailio does the same).
+    fn flush(&self) {
+        let Some(storage) = &self.storage else { return };
+        let _order = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let changes = self.dialogs.lock().unwrap_or_else(|p| p.into_inner()).take_changes();
+        if !changes.is_empty()
+            && let Err(e) = storage.write(&changes)
+        {
+            tracing::error!("dialog: writing {} dialogs: {e}", changes.writes.len() + changes.deletes.len());
+        }
+    }
+
+    /// At shutdown: db_mode 2 writes what is pending, db_mode 3 replaces the table with every
+    /// confirmed dialog.
+    fn shutdown(&self) {
+        let Some(storage) = &self.storage else { return };
+        match self.db_mode {
+            db_mode::DELAYED => self.flush(),
+            db_mode::SHUTDOWN => {
+                let _order = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                let all = self.dialogs.lock().unwrap_or_else(|p| p.into_inner()).confirmed();
+                match storage.replace_all(&all) {
+                    Ok(()) => tracing::info!("dialog: {} dialogs written to the database", all.len()),
+                    Err(e) => tracing::error!("dialog: writing {} dialogs at shutdown: {e}", all.len()),
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Counts and runs the callbacks of `events` (with the lock released).
@@ -269,6 +324,12 @@ impl DialogService for Service {
         if types & cb::ALL == 0 {
             return -1;
         }
+        if types & cb::LOADED != 0 {
+            // Kamailio runs a DLGCB_LOADED callback on the spot for every dialog in memory.
+            for d in self.0.apply(|t| t.all().into_iter().map(Dialog::to_ffi).collect::<Vec<_>>()) {
+                callback.call_with(cb::LOADED, api::dir::NONE, &d, None);
+            }
+        }
         self.0.callbacks.write().unwrap_or_else(|p| p.into_inner()).push((types, callback));
         1
     }
@@ -398,6 +459,16 @@ impl Module for DialogModule {
             .param(Param::int("default_timeout", 43200).min(1).doc(
                 "lifetime of a dialog in seconds, counted from its 2xx; an expired dialog is removed (no BYE is sent)",
             ))
+            .param(Param::str("db_url", "sqlite://dialog.sqlite").doc(
+                "database of the dialog table (db_mode 1 to 3); relative SQLite paths are next to the config",
+            ))
+            .param(Param::int("db_mode", 0).range(0..=3).doc(
+                "0: memory only; 1: each change of a confirmed dialog written at once; 2: written every db_update_period; 3: written at shutdown. Dialogs are read back at start-up",
+            ))
+            .param(Param::int("db_update_period", 60).min(1).doc("seconds between writes with db_mode 2"))
+            .param(Param::int("db_fetch_rows", 200).min(1).doc("rows per page when loading at start-up"))
+            .param(Param::int("db_skip_load", 0).range(0..=1).doc("1: do not read the dialogs back at start-up"))
+            .param(Param::str("table_name", "dialog").doc("the table of dialogs (Kamailio's dialog, version 7)"))
             .param(Param::int("enable_stats", 1).range(0..=1).doc(
                 "1: processed, expired and failed dialogs counted and active and early dialogs gauged on /metrics",
             ))
@@ -430,13 +501,41 @@ impl Module for DialogModule {
                 early: host.gauge("early_dialogs", "early dialogs")?,
             });
         }
+        state.db_mode = params.int("db_mode");
+        if state.db_mode != db_mode::NONE {
+            let fetch = u64::try_from(params.int("db_fetch_rows")).unwrap_or(200);
+            let storage = Storage::open(host, params.str("db_url"), params.str("table_name"), fetch)?;
+            let mut t = if state.db_mode == db_mode::SHUTDOWN { Dialogs::new() } else { Dialogs::persistent() };
+            if params.int("db_skip_load") == 0 {
+                let rows = storage.load()?;
+                let n = rows.len();
+                let mut loaded = 0;
+                for d in rows {
+                    loaded += usize::from(t.load(d));
+                }
+                tracing::info!("dialog: {loaded} dialogs loaded from the database ({} rows skipped)", n - loaded);
+            }
+            state.dialogs = Mutex::new(t);
+            state.storage = Some(storage);
+        }
         let state: &'static State = Box::leak(Box::new(state));
         api::export(host, Box::leak(Box::new(Service(state))))?;
         host.every("timer", Duration::from_secs(1), move || {
             state.expire();
             Ok(())
         })?;
+        if state.db_mode == db_mode::DELAYED {
+            let period = Duration::from_secs(u64::try_from(params.int("db_update_period")).unwrap_or(60));
+            host.every("db_update", period, move || {
+                state.flush();
+                Ok(())
+            })?;
+        }
         Ok(DialogModule { state, host: *host })
+    }
+
+    fn destroy(&self, _host: &Host) {
+        self.state.shutdown();
     }
 }
 

@@ -7,7 +7,7 @@
 //! reply ≥ 300 before a 2xx, a BYE after it, or the lifetime running out → 5 deleted, and the
 //! dialog is removed at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use plugin_api::api::dialog::{FfiDialog, cb, dir, state};
@@ -107,6 +107,23 @@ pub struct Counts {
     pub confirmed: u64,
 }
 
+/// What changed for the database since the last [`Dialogs::take_changes`]: confirmed
+/// dialogs to write (as they are now) and stored ones to delete.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Dialogs to insert or rewrite.
+    pub writes: Vec<Dialog>,
+    /// Dialogs whose rows go.
+    pub deletes: Vec<Id>,
+}
+
+impl Changes {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.deletes.is_empty()
+    }
+}
+
 /// The dialog table.
 #[derive(Debug, Default)]
 pub struct Dialogs {
@@ -116,6 +133,14 @@ pub struct Dialogs {
     deadlines: BTreeSet<(i64, Id)>,
     next_id: u32,
     counts: Counts,
+    /// Changes are recorded for the database (db_mode 1 and 2).
+    persist: bool,
+    /// id → true: write the dialog; false: delete its row. Only confirmed dialogs are written
+    /// (Kamailio stores a dialog from its 2xx on).
+    pending: HashMap<Id, bool>,
+    /// Dialogs that have a row (written or loaded), so a removed dialog that never reached
+    /// the database costs no DELETE.
+    stored: HashSet<Id>,
 }
 
 fn h_entry(call_id: &str) -> u32 {
@@ -127,6 +152,67 @@ fn h_entry(call_id: &str) -> u32 {
 impl Dialogs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A table that records its changes for the database ([`Dialogs::take_changes`]).
+    pub fn persistent() -> Self {
+        Self { persist: true, ..Self::default() }
+    }
+
+    /// Whether changes wait for [`Dialogs::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The changes since the last call; the written dialogs count as stored from now on.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut out = Changes::default();
+        for (id, write) in self.pending.drain() {
+            if !write {
+                out.deletes.push(id);
+            } else if let Some(d) = self.dialogs.get(&id) {
+                self.stored.insert(id);
+                out.writes.push(d.clone());
+            }
+        }
+        out.writes.sort_by_key(Dialog::id);
+        out.deletes.sort_unstable();
+        out
+    }
+
+    /// Every confirmed dialog (db_mode 3 writes them at shutdown); they count as stored.
+    pub fn confirmed(&mut self) -> Vec<Dialog> {
+        self.pending.clear();
+        let mut v: Vec<Dialog> = self.dialogs.values().filter(|d| d.state >= state::CONFIRMED_NA).cloned().collect();
+        v.sort_by_key(Dialog::id);
+        self.stored = v.iter().map(Dialog::id).collect();
+        v
+    }
+
+    /// A dialog read back from the database at start-up: kept as it was (its row stays), with
+    /// its deadline; new dialogs get ids above it. A duplicate id or a deleted state is
+    /// refused (false).
+    pub fn load(&mut self, d: Dialog) -> bool {
+        let id = d.id();
+        if self.dialogs.contains_key(&id) || !(state::UNCONFIRMED..state::DELETED).contains(&d.state) {
+            return false;
+        }
+        self.next_id = self.next_id.max(d.h_id);
+        if d.timeout != 0 {
+            self.deadlines.insert((d.timeout, id));
+        }
+        self.by_call_id.entry(d.call_id.clone()).or_default().push(id);
+        self.count(d.state, 1);
+        self.dialogs.insert(id, d);
+        self.stored.insert(id);
+        true
+    }
+
+    /// Records that dialog `id` changed, for the database.
+    fn touch(&mut self, id: Id) {
+        if self.persist && self.dialogs.get(&id).is_some_and(|d| d.state >= state::CONFIRMED_NA) {
+            self.pending.insert(id, true);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -156,12 +242,22 @@ impl Dialogs {
         let Some(old) = self.dialogs.get_mut(&id).map(|d| std::mem::replace(&mut d.state, new)) else { return };
         self.count(old, -1);
         self.count(new, 1);
+        if new != state::DELETED {
+            self.touch(id);
+        }
     }
 
     /// Removes a dialog whose state became DELETED, returning it.
     fn remove(&mut self, id: Id) -> Option<Dialog> {
         self.set_state(id, state::DELETED);
         let d = self.dialogs.remove(&id)?;
+        if self.persist {
+            if self.stored.remove(&id) {
+                self.pending.insert(id, false);
+            } else {
+                self.pending.remove(&id);
+            }
+        }
         if let Some(ids) = self.by_call_id.get_mut(&d.call_id) {
             ids.retain(|i| *i != id);
             if ids.is_empty() {
@@ -313,14 +409,16 @@ impl Dialogs {
             }
         })?;
         let d = self.dialogs.get_mut(&id)?;
+        let mut cseq_changed = false;
         if method != "ACK" && method != "CANCEL" {
-            if direction == dir::DOWNSTREAM {
-                d.caller_cseq = d.caller_cseq.max(cseq);
-            } else {
-                d.callee_cseq = d.callee_cseq.max(cseq);
-            }
+            let side = if direction == dir::DOWNSTREAM { &mut d.caller_cseq } else { &mut d.callee_cseq };
+            cseq_changed = cseq > *side;
+            *side = (*side).max(cseq);
         }
         let st = d.state;
+        if cseq_changed && method != "BYE" {
+            self.touch(id);
+        }
         Some(match method {
             "ACK" if st == state::CONFIRMED_NA => {
                 self.set_state(id, state::CONFIRMED);
@@ -492,6 +590,70 @@ mod tests {
         assert_eq!(t.expire(65).len(), 1);
         assert_eq!(t.len(), 1);
         assert_eq!(t.counts().unconfirmed, 1);
+    }
+
+    #[test]
+    fn changes_for_the_database() {
+        let mut t = Dialogs::persistent();
+        let (id, _) = t.create(0, invite("c1"));
+        t.reply(0, id, 180, Some("tt"), Some("sip:bob@192.0.2.2"), Some("<sip:p;lr>"));
+        assert!(!t.has_changes(), "early dialogs are not written");
+        t.reply(1, id, 200, Some("tt"), Some("sip:bob@192.0.2.2"), Some("<sip:p;lr>"));
+        let ch = t.take_changes();
+        assert_eq!((ch.writes.len(), ch.deletes.len()), (1, 0));
+        assert_eq!((ch.writes[0].state, ch.writes[0].callee_route_set.as_str()), (state::CONFIRMED_NA, "<sip:p;lr>"));
+        assert!(t.take_changes().is_empty());
+        t.request("ACK", "c1", "ft", "tt", 1);
+        assert_eq!(t.take_changes().writes[0].state, state::CONFIRMED);
+        t.request("ACK", "c1", "ft", "tt", 1);
+        assert!(!t.has_changes(), "a retransmitted ACK changes nothing");
+        t.request("INFO", "c1", "tt", "ft", 5);
+        assert_eq!(t.take_changes().writes[0].callee_cseq, 5);
+        t.request("BYE", "c1", "ft", "tt", 2);
+        assert_eq!(t.take_changes(), Changes { writes: vec![], deletes: vec![id] });
+
+        // Confirmed and ended between two flushes (db_mode 2): never reaches the database.
+        let (id, _) = t.create(0, invite("c2"));
+        t.reply(0, id, 200, Some("tt"), None, None);
+        t.request("BYE", "c2", "ft", "tt", 2);
+        assert!(t.take_changes().is_empty());
+        // A failed call never does either.
+        let (id, _) = t.create(0, invite("c3"));
+        t.reply(0, id, 486, Some("tt"), None, None);
+        assert!(!t.has_changes());
+        // Memory-only tables record nothing.
+        let mut m = Dialogs::new();
+        let (id, _) = m.create(0, invite("c1"));
+        m.reply(0, id, 200, Some("tt"), None, None);
+        assert!(!m.has_changes());
+    }
+
+    #[test]
+    fn loaded_dialogs_continue() {
+        let mut t = Dialogs::persistent();
+        let (id, _) = t.create(0, invite("c1"));
+        t.reply(5, id, 200, Some("tt"), Some("sip:bob@192.0.2.2"), None);
+        t.request("ACK", "c1", "ft", "tt", 1);
+        let stored = t.take_changes().writes.remove(0);
+
+        let mut after = Dialogs::persistent();
+        assert!(after.load(stored.clone()));
+        assert!(!after.load(stored.clone()), "a duplicate id");
+        assert!(!after.load(Dialog { h_id: 99, state: state::DELETED, ..stored.clone() }), "a deleted row");
+        assert!(!after.has_changes(), "loading writes nothing");
+        assert_eq!(after.counts().confirmed, 1);
+        assert_eq!(after.find("c1", "ft"), Some(&stored));
+        // New dialogs take ids above the loaded ones.
+        let (next, _) = after.create(0, invite("c9"));
+        assert!(next.1 > stored.h_id);
+        // The loaded dialog's BYE ends it and deletes its row; its lifetime still runs.
+        let ev = after.request("BYE", "c1", "tt", "ft", 3).unwrap();
+        assert_eq!(kinds(&ev), [(cb::TERMINATED, dir::UPSTREAM, state::DELETED)]);
+        assert_eq!(after.take_changes().deletes, [id]);
+        let mut again = Dialogs::persistent();
+        again.load(stored.clone());
+        assert_eq!(kinds(&again.expire(stored.timeout)), [(cb::EXPIRED, dir::NONE, state::DELETED)]);
+        assert_eq!(again.take_changes().deletes, [id]);
     }
 
     #[test]

@@ -108,8 +108,14 @@ pub enum Side {
 }
 
 /// The dialog callback types this module follows.
-pub const TYPES: i32 =
-    cb::CREATED | cb::EARLY | cb::CONFIRMED_NA | cb::REQ_WITHIN | cb::FAILED | cb::TERMINATED | cb::EXPIRED;
+pub const TYPES: i32 = cb::LOADED
+    | cb::CREATED
+    | cb::EARLY
+    | cb::CONFIRMED_NA
+    | cb::REQ_WITHIN
+    | cb::FAILED
+    | cb::TERMINATED
+    | cb::EXPIRED;
 
 impl Settings {
     /// The dialog id of the documents, shared by caller and callee (Kamailio's uuid).
@@ -314,6 +320,15 @@ fn on_dialog(pua: Pua, dlg: Dialog, host: &Host, settings: &Settings, table: &Ma
     let key = (d.h_entry, d.h_id, d.init_ts);
     let request = dlg.request(&e);
     let flag = |f: u32| request.is_some_and(|r| r.is_flag_set(f));
+    if e.kind == cb::LOADED {
+        // A dialog read back by the dialog module after a restart (Kamailio's
+        // `__dialog_loaded`): it publishes again from its next event on, as one whose INVITE
+        // set no flag (flags and AVPs of the INVITE are not stored).
+        if settings.keeps_marks() {
+            table.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Marks::default());
+        }
+        return;
+    }
     let marks = if !settings.keeps_marks() {
         Marks::default()
     } else if e.kind == cb::CREATED {
