@@ -224,7 +224,7 @@ impl SqliteDb {
         if batch.len() == 1 && batch[0].stmts.len() == 1 {
             return batch.into_iter().map(one).collect();
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
             let e = format!("cannot start a transaction: {e}");
             return batch.into_iter().map(|w| (w.ticket, Err(e.clone()))).collect();
         }
@@ -241,16 +241,16 @@ impl SqliteDb {
                 }
                 uncommitted = 0;
                 results.push(r);
-                let _ = conn.execute_batch("BEGIN IMMEDIATE");
+                let _ = control(conn, "BEGIN IMMEDIATE");
                 continue;
             }
             uncommitted += 1;
             results.push(r);
         }
         if !conn.is_autocommit()
-            && let Err(e) = conn.execute_batch("COMMIT")
+            && let Err(e) = control(conn, "COMMIT")
         {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = control(conn, "ROLLBACK");
             for earlier in results.iter_mut().rev().take(uncommitted) {
                 earlier.1 = Err(format!("the commit failed: {e}"));
             }
@@ -267,7 +267,7 @@ impl SqliteDb {
     /// transaction ended.
     pub fn begin(&self, tx: u64) -> Result<(), SqliteError> {
         let mut state = self.acquire(0)?;
-        state.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+        control(&state.conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
         state.owner = Some(tx);
         Ok(())
     }
@@ -275,11 +275,11 @@ impl SqliteDb {
     /// Commits or rolls back transaction `tx` and hands the connection to the next caller.
     pub fn end(&self, tx: u64, commit: bool) -> Result<(), SqliteError> {
         let mut state = self.acquire(tx)?;
-        let result = state.conn.execute_batch(if commit { "COMMIT" } else { "ROLLBACK" });
+        let result = control(&state.conn, if commit { "COMMIT" } else { "ROLLBACK" });
         if result.is_err() && !state.conn.is_autocommit() {
             // A failed COMMIT leaves the transaction open: roll it back so the next caller
             // does not inherit it.
-            let _ = state.conn.execute_batch("ROLLBACK");
+            let _ = control(&state.conn, "ROLLBACK");
         }
         state.owner = None;
         drop(state);
@@ -305,6 +305,13 @@ fn bind_value(b: Bind) -> Value {
     }
 }
 
+/// Runs a transaction-control statement (`BEGIN IMMEDIATE`, `COMMIT`, `SAVEPOINT unit`, ...)
+/// from the statement cache: `execute_batch` would parse and compile it on every call, which
+/// cost more than the INSERT it wraps.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
 /// Runs one caller's statements; several go under a savepoint, so that a failing one undoes
 /// the others of its caller and nobody else's.
 fn run_unit(conn: &Connection, stmts: Vec<Statement>) -> UnitResult {
@@ -314,13 +321,13 @@ fn run_unit(conn: &Connection, stmts: Vec<Statement>) -> UnitResult {
         return stmts.into_iter().map(run).collect();
     }
     // Outside a transaction (a batch of one caller) the savepoint opens one itself.
-    conn.execute_batch("SAVEPOINT unit").map_err(|e| format!("cannot start a savepoint: {e}"))?;
+    control(conn, "SAVEPOINT unit").map_err(|e| format!("cannot start a savepoint: {e}"))?;
     let result = stmts.into_iter().map(run).collect::<UnitResult>();
     if result.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK TO unit");
+        let _ = control(conn, "ROLLBACK TO unit");
     }
     if !conn.is_autocommit()
-        && let Err(e) = conn.execute_batch("RELEASE unit")
+        && let Err(e) = control(conn, "RELEASE unit")
     {
         return Err(format!("cannot release a savepoint: {e}"));
     }
