@@ -123,8 +123,35 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     });
     assert!(body(&n).contains(&format!("alice*xmpp.test@127.0.0.1:{}", h.sip)), "entity: {n}");
 
+    // A second SIP watcher: alice is asked again and leaves it pending, so Prosody acknowledges
+    // with an `unavailable` from her bare JID. That is not alice going offline: the first
+    // watcher sees no closed state.
+    alice.approve = false;
+    let mut watcher2 = Client::udp(h.sip_addr());
+    let sub2 = request(&watcher2, "SUBSCRIBE", &juliet_uri(&h), &["Event: presence", "Expires: 600"], "")
+        .replace("sip:tester@sip.test", "sip:mercutio@sip.test");
+    assert_eq!(status(&watcher2.transact(&sub2)), 200);
+    alice
+        .wait_for(T, |s| {
+            attr(s, "type").as_deref() == Some("subscribe")
+                && attr(s, "from").is_some_and(|f| f.starts_with("mercutio*sip.test@"))
+        })
+        .unwrap_or_else(|| panic!("no subscribe from the second watcher: {:#?}", alice.seen));
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Some(n) = next_notify_within(&mut watcher, left) {
+            assert!(body(&n).contains("<basic>open</basic>"), "alice is still online:\n{n}\n{}", h.log());
+        }
+    }
+    assert!(
+        h.log().contains("ignored: unavailable from a bare JID"),
+        "Prosody's acknowledgement reached the gateway:\n{}",
+        h.log()
+    );
+    alice.approve = true;
+
     alice.send("<presence><show>away</show><status>lunch</status></presence>");
-    let n = notify_where(&mut watcher, "away", |b| b.contains("away") && b.contains("lunch"));
+    let n = notify_where(&mut watcher, "away", |b| b.contains("rpid:away") && b.contains("lunch"));
     assert!(body(&n).contains("<basic>open</basic>"), "{n}");
 
     alice.send("<presence type='unavailable'/>");
@@ -201,4 +228,10 @@ fn a_wrong_secret_is_logged_and_retried() {
         assert_eq!(status(&r), 481, "{r}");
     }
     assert!(h.alive());
+}
+
+#[test]
+fn the_shipped_config_checks() {
+    let out = e2e::cli(&["check", "-c", e2e::root().join("configs/xmpp-gateway.toml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", e2e::text(&out));
 }

@@ -28,6 +28,40 @@ pub fn read_presence(xml: &str) -> Result<XmppPresence, String> {
     .map_err(|e| e.to_string())
 }
 
+/// What an XMPP `<presence>` to the component makes the gateway do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// PUBLISH the sender's presence.
+    Publish,
+    /// End the sender's publication.
+    Unpublish,
+    /// SUBSCRIBE the sender to the SIP user behind the addressee (again, for a probe).
+    Subscribe,
+    /// End that SUBSCRIBE.
+    Unsubscribe,
+    /// Nothing, for this reason.
+    Ignore(&'static str),
+}
+
+/// The action for a presence of `ty` from `from` (reference §9.2, with Prosody's ways).
+pub fn action(ty: &str, from: &str) -> Action {
+    match ty {
+        "" => Action::Publish,
+        // Prosody acknowledges a pending inbound subscription with an `unavailable` from the
+        // user's bare JID; it says nothing about the user's resources, and real clients send
+        // their presence from a full JID.
+        "unavailable" if !from.contains('/') => Action::Ignore("unavailable from a bare JID"),
+        "unavailable" => Action::Unpublish,
+        // Prosody probes (from the bare and the full JID) once a subscription exists: the
+        // SUBSCRIBE is refreshed and its NOTIFY brings the current state.
+        "subscribe" | "probe" => Action::Subscribe,
+        "unsubscribe" => Action::Unsubscribe,
+        "subscribed" | "unsubscribed" => Action::Ignore("SIP watchers are authorized by the presence server"),
+        "error" => Action::Ignore("an error stanza"),
+        _ => Action::Ignore("unknown type"),
+    }
+}
+
 /// RPID activity element of an XMPP `<show>`.
 fn activity(show: &str) -> Option<&'static str> {
     match show {
@@ -251,7 +285,7 @@ mod tests {
         let p = read_presence("<presence from='a@x/r'/>").unwrap();
         let doc = pidf("sip:a*x@gw", &p);
         assert!(!doc.contains("note") && !doc.contains("person"), "{doc}");
-        assert_eq!(read_pidf(&doc).unwrap().open, true);
+        assert!(read_pidf(&doc).unwrap().open);
         assert_eq!(read_presence("<presence type='unavailable' from='a@x/r'/>").unwrap().ty, "unavailable");
         assert!(read_presence("<presence><show></presence>").is_err());
         // Hostile status text stays text.
@@ -294,6 +328,19 @@ mod tests {
         assert_eq!(read_winfo(doc).unwrap(), vec!["sip:w@s".to_string(), "sip:p@s".to_string()]);
         assert!(read_winfo("<presence/>").is_err());
         assert!(read_winfo("<watcherinfo").is_err());
+    }
+
+    #[test]
+    fn actions_and_prosody_quirks() {
+        assert_eq!(action("", "a@x/r"), Action::Publish);
+        assert_eq!(action("unavailable", "a@x/r"), Action::Unpublish);
+        assert!(matches!(action("unavailable", "a@x"), Action::Ignore(_)), "bare JID: Prosody's ack");
+        assert_eq!(action("probe", "a@x"), Action::Subscribe);
+        assert_eq!(action("probe", "a@x/r"), Action::Subscribe);
+        assert_eq!(action("subscribe", "a@x"), Action::Subscribe);
+        assert_eq!(action("unsubscribe", "a@x"), Action::Unsubscribe);
+        assert!(matches!(action("subscribed", "a@x"), Action::Ignore(_)));
+        assert!(matches!(action("bogus", "a@x"), Action::Ignore(_)));
     }
 
     #[test]

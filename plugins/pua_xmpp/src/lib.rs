@@ -28,7 +28,7 @@ use plugin_api::api::xmpp::{Stanza, Translation, Xmpp, cb};
 use plugin_api::prelude::*;
 use plugin_api::sip::HeaderName;
 
-use crate::convert::{SipPresence, XmppPresence};
+use crate::convert::{Action, SipPresence, XmppPresence};
 
 /// The module.
 pub struct PuaXmpp {
@@ -62,17 +62,14 @@ impl Bridge {
                 return;
             }
         };
-        match p.ty.as_str() {
-            "" => self.publish(s.from, Some(&p)),
-            "unavailable" if !s.from.contains('/') => {
-                // Prosody acknowledges a pending inbound subscription this way; it says nothing
-                // about the user's resources.
-                tracing::debug!("pua_xmpp: unavailable from bare JID {} ignored", s.from);
+        match convert::action(&p.ty, s.from) {
+            Action::Publish => self.publish(s.from, Some(&p)),
+            Action::Unpublish => self.publish(s.from, None),
+            Action::Subscribe => self.subscribe(s.from, s.to, -1),
+            Action::Unsubscribe => self.subscribe(s.from, s.to, 0),
+            Action::Ignore(why) => {
+                tracing::debug!("pua_xmpp: presence {:?} from {} to {} ignored: {why}", p.ty, s.from, s.to)
             }
-            "unavailable" => self.publish(s.from, None),
-            "subscribe" | "probe" => self.subscribe(s.from, s.to, -1),
-            "unsubscribe" => self.subscribe(s.from, s.to, 0),
-            other => tracing::debug!("pua_xmpp: presence type {other:?} from {} to {} ignored", s.from, s.to),
         }
     }
 
