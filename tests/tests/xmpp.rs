@@ -150,9 +150,11 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     );
     alice.approve = true;
 
+    let t = Instant::now();
     alice.send("<presence><show>away</show><status>lunch</status></presence>");
     let n = notify_where(&mut watcher, "away", |b| b.contains("rpid:away") && b.contains("lunch"));
     assert!(body(&n).contains("<basic>open</basic>"), "{n}");
+    eprintln!("measure: XMPP <presence> to SIP NOTIFY in {:?}", t.elapsed());
 
     alice.send("<presence type='unavailable'/>");
     notify_where(&mut watcher, "closed", |b| b.contains("<basic>closed</basic>") || !b.contains("<basic>open</basic>"));
@@ -170,6 +172,7 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     let etag = publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready", None));
     let p = romeo_presence(&mut bob, "available", |s| attr(s, "type").is_none() && s.contains("ready"));
     assert!(!p.contains("<show>"), "{p}");
+    let t = Instant::now();
     let etag = publish_romeo(
         &mut romeo,
         etag.as_deref(),
@@ -177,12 +180,19 @@ fn presence_both_ways_through_prosody_with_a_restart() {
         &pidf("sip:romeo@sip.test", "open", "stepped out", Some("away")),
     );
     romeo_presence(&mut bob, "away", |s| s.contains("<show>away</show>") && s.contains("stepped out"));
+    eprintln!("measure: SIP PUBLISH to XMPP <presence> in {:?}", t.elapsed());
     publish_romeo(&mut romeo, etag.as_deref(), 0, "");
     romeo_presence(&mut bob, "unavailable", |s| attr(s, "type").as_deref() == Some("unavailable"));
 
     // Prosody restarts: the component reconnects and presence flows again both ways.
+    let t = Instant::now();
     prosody.restart();
+    let restarted = t.elapsed();
     wait_connected(&h, 2);
+    eprintln!(
+        "measure: Prosody restarted in {restarted:?}, component connected again {:?} after the stop",
+        t.elapsed()
+    );
     assert!(h.log().contains("XMPP server") && h.log().contains("restarting in"), "the loss is logged:\n{}", h.log());
     let mut alice = xmpp::Client::login(prosody.c2s, "alice", "alicepw", "laptop");
     alice.approve = true;
