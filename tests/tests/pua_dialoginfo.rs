@@ -442,8 +442,13 @@ fn dialog_id(b: &str) -> &str {
 /// `terminated` under the same dialog id, through pua_dialoginfo's callbacks on the loaded
 /// dialog. Afterwards the row is gone: a second restart loads nothing.
 fn restart_mid_call(db: &e2e::dbs::Database, db_mode: u8) {
+    restart_mid_call_with(db, db_mode, &[]);
+}
+
+/// [`restart_mid_call`] with `overrides` for pua_dialoginfo.
+fn restart_mid_call_with(db: &e2e::dbs::Database, db_mode: u8, overrides: &[&str]) {
     let dialog = format!("[modparam.dialog]\ndb_url = \"{}\"\ndb_mode = {db_mode}\ndb_update_period = 1\n", db.url);
-    let config = blf_config(Some("sip.test"), &[], &[]).replace("[modparam.dialog]\n", &dialog);
+    let config = blf_config(Some("sip.test"), overrides, &[]).replace("[modparam.dialog]\n", &dialog);
     let mut h = Host::start(&format!("pua-dialoginfo-restart-{}-{db_mode}", db.kind), &config);
     let mut before = watch(&h, "caller");
     let (uas, port) = callee(&h, "dlg_callee", 0);
@@ -505,4 +510,7 @@ e2e::database_tests! {
     restart_mid_call_sqlite_shutdown: "sqlite", |db| restart_mid_call(db, 3);
     restart_mid_call_postgres_realtime: "postgres", |db| restart_mid_call(db, 1);
     restart_mid_call_mariadb_realtime: "mariadb", |db| restart_mid_call(db, 1);
+    // A disable flag configured (not set on the INVITE): pua_dialoginfo keeps per-dialog marks,
+    // and a loaded dialog gets its marks from the LOADED callback, or would publish nothing.
+    restart_mid_call_sqlite_with_marks: "sqlite", |db| restart_mid_call_with(db, 1, &["disable_callee_publish_flag = 7"]);
 }
