@@ -14,6 +14,7 @@ use e2e::notify::{body, next_notify_within};
 use e2e::sip::{Client, header, request, status};
 use e2e::xmpp::{self, COMPONENT, Prosody, attr};
 use e2e::{Host, eventually};
+use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -203,8 +204,22 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
     bob.send("<presence/>");
     std::thread::sleep(Duration::from_millis(300));
-    publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready again", None));
+    let etag = publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready again", None));
     romeo_presence(&mut bob, "available after the restart", |s| attr(s, "type").is_none() && s.contains("ready again"));
+
+    // bob unsubscribes: the SIP subscription ends, and romeo's next PUBLISH reaches him no more.
+    let watchers = |h: &Host| h.result("presence.watcher_list", json!(["basic", "sip:romeo@sip.test"])).to_string();
+    assert!(watchers(&h).contains("bob*xmpp.test"), "{}", watchers(&h));
+    bob.send(&format!("<presence to='romeo*sip.test@{COMPONENT}' type='unsubscribe'/>"));
+    assert!(
+        eventually(T, || !watchers(&h).contains("bob*xmpp.test")),
+        "bob still watches: {}\n{}",
+        watchers(&h),
+        h.log()
+    );
+    publish_romeo(&mut romeo, etag.as_deref(), 600, &pidf("sip:romeo@sip.test", "open", "nobody listens", None));
+    let late = bob.wait_for(Duration::from_millis(1500), |s| s.contains("nobody listens"));
+    assert!(late.is_none(), "presence after the unsubscribe: {late:?}");
     drop(h);
     prosody.stop();
 }

@@ -117,7 +117,9 @@ impl Bridge {
             event: event::PRESENCE,
             expires,
             source_flag: source::XMPP_INITIAL_SUBS,
-            flag: INSERT_TYPE,
+            // Not INSERT_TYPE: pua then looks for the subscription, so a probe or a repeated
+            // subscribe refreshes it and an unsubscribe ends it instead of starting another.
+            flag: 0,
             outbound_proxy: self.outbound_proxy.map(str::to_string),
             ..Default::default()
         };
@@ -255,7 +257,8 @@ impl PuaXmpp {
             event: event::PWINFO,
             expires,
             source_flag: source::XMPP_SUBSCRIBE,
-            flag: INSERT_TYPE,
+            // Every SIP SUBSCRIBE of a watcher calls this: refresh the one winfo subscription.
+            flag: 0,
             cb_param: n,
             outbound_proxy: self.outbound_proxy.map(str::to_string),
             ..Default::default()
