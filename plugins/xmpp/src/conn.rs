@@ -3,13 +3,14 @@
 //! reason; the module runs it under `Host::spawn_supervised`, which logs the reason and runs it
 //! again after a back-off, so the component reconnects when the server restarts.
 //!
-//! Stanzas from other modules are written by the caller's thread straight to the socket under
-//! a mutex (one stanza at a time, never interleaved); the reading thread never writes except
-//! during the handshake and for IQ error replies, which take the same mutex.
+//! Stanzas from other modules are queued (bounded, never blocking the caller, which may be a
+//! SIP worker) to a writer thread that lives as long as the connection; a full queue or a
+//! lost connection is an error for the caller, logged, never a wait.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ const MAX_STANZA: usize = 256 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle time after which a whitespace keep-alive is sent (it finds a dead connection).
 const KEEPALIVE: Duration = Duration::from_secs(60);
+/// Stanzas waiting for the writer at most.
+const QUEUE: usize = 10_000;
 
 /// Where to connect.
 #[derive(Debug, Clone)]
@@ -42,23 +45,22 @@ pub struct Settings {
 /// State shared between the connection thread and the API.
 #[derive(Default)]
 pub struct Shared {
-    writer: Mutex<Option<TcpStream>>,
+    /// The writer thread's queue, while connected.
+    writer: Mutex<Option<SyncSender<String>>>,
     callbacks: RwLock<Vec<(i32, XmppCallback)>>,
     stopping: AtomicBool,
 }
 
 impl Shared {
-    /// Writes `xml` to the stream, when connected.
+    /// Queues `xml` for the stream, when connected; never blocks.
     pub fn send(&self, xml: &str) -> Result<(), Error> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(stream) = w.as_mut() else { return Err(Error::new("not connected")) };
-        if let Err(e) = stream.write_all(xml.as_bytes()) {
-            // The reading thread sees the shutdown and reconnects.
-            let _ = stream.shutdown(Shutdown::Both);
-            *w = None;
-            return Err(Error::new(format!("write to the XMPP server failed: {e}")));
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = w.as_ref() else { return Err(Error::new("not connected")) };
+        match tx.try_send(xml.to_string()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::new(format!("{QUEUE} stanzas wait for the XMPP server already"))),
+            Err(TrySendError::Disconnected(_)) => Err(Error::new("the XMPP connection is closing")),
         }
-        Ok(())
     }
 
     /// Adds a callback for the stanza kinds in `types`.
@@ -69,9 +71,9 @@ impl Shared {
     /// Ends the connection for good (module shutdown).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        if let Some(s) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        // The writer thread ends when its queue closes and shuts the socket down, which
+        // ends the reading thread's blocking read.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     fn dispatch(&self, stanza: &str) -> Result<(), Error> {
@@ -145,15 +147,26 @@ fn stream_error(stanza: &str) -> String {
     .unwrap_or_else(|_| clip(stanza).to_string())
 }
 
-/// Clears the writer when the connection ends, however it ends.
-struct Connected<'a>(&'a Shared);
+/// Closes the writer's queue when the connection ends, however it ends.
+struct Connected<'a>(&'a Shared, TcpStream);
 
 impl Drop for Connected<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.0.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = s.shutdown(Shutdown::Both);
+        self.0.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = self.1.shutdown(Shutdown::Both);
+    }
+}
+
+/// The writer thread: writes queued stanzas until the queue closes or a write fails, then
+/// shuts the socket down (so the reading thread notices and the connection is made again).
+fn writer(mut stream: TcpStream, rx: Receiver<String>) {
+    for xml in rx {
+        if let Err(e) = stream.write_all(xml.as_bytes()) {
+            tracing::warn!("xmpp: write to the XMPP server failed: {e}");
+            break;
         }
     }
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// One connection's life: returns `Ok(())` only when the module is stopping.
@@ -222,8 +235,14 @@ pub fn run(settings: &Settings, shared: &Shared) -> Result<(), Error> {
         }
     }
     stream.set_read_timeout(Some(KEEPALIVE)).map_err(io)?;
-    *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone().map_err(io)?);
-    let _connected = Connected(shared);
+    let (tx, rx) = sync_channel(QUEUE);
+    let out = stream.try_clone().map_err(io)?;
+    std::thread::Builder::new()
+        .name("xmpp:writer".into())
+        .spawn(move || writer(out, rx))
+        .map_err(|e| Error::new(format!("cannot start the XMPP writer thread: {e}")))?;
+    *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    let _connected = Connected(shared, stream.try_clone().map_err(io)?);
     if shared.stopping.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -342,6 +361,68 @@ mod tests {
         server.join().unwrap();
         assert!(err.contains("refused component gw.test: not-authorized (Given token does not match"), "{err}");
         assert!(err.contains("xmpp_password"), "{err}");
+    }
+
+    /// A server that completes the handshake, echoes what it reads into `got` until it sees
+    /// `stop_reading`, then reads nothing more and keeps the connection open for `hold`.
+    fn slow_server(stop_reading: &'static str, hold: Duration) -> (u16, std::thread::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut got = String::new();
+            let mut buf = [0u8; 4096];
+            let mut greeted = false;
+            while !got.contains(stop_reading) {
+                let n = s.read(&mut buf).unwrap();
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if !greeted && got.contains("<stream:stream") {
+                    s.write_all(b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='i2' xmlns='jabber:component:accept'>").unwrap();
+                    greeted = true;
+                }
+                if got.contains("</handshake>") && !got.contains("HANDSHOOK") {
+                    s.write_all(b"<handshake/>").unwrap();
+                    got.push_str("HANDSHOOK");
+                }
+            }
+            std::thread::sleep(hold);
+            got
+        });
+        (port, h)
+    }
+
+    #[test]
+    fn sends_are_queued_and_never_block() {
+        let (port, server) = slow_server("<last/>", Duration::from_secs(1));
+        let shared = Arc::new(Shared::default());
+        let (s2, st) = (shared.clone(), settings(port, "pw"));
+        let conn = std::thread::spawn(move || run(&st, &s2));
+        let t = std::time::Instant::now();
+        while shared.send("<first/>").is_err() {
+            assert!(t.elapsed() < Duration::from_secs(5), "never connected");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared.send("<presence to='a@x'/><last/>").unwrap();
+        // The server reads no more: the socket buffers fill, then the queue; a send is refused
+        // at once instead of waiting.
+        let big = format!("<message><body>{}</body></message>", "x".repeat(4000));
+        let t = std::time::Instant::now();
+        let mut refused = None;
+        for i in 0..QUEUE * 4 {
+            if let Err(e) = shared.send(&big) {
+                refused = Some((i, e.to_string()));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("a full queue refuses");
+        assert!(e.contains("wait for the XMPP server"), "{e}");
+        assert!(i >= QUEUE, "the queue holds {QUEUE} stanzas first ({i})");
+        assert!(t.elapsed() < Duration::from_secs(2), "sends never wait: {:?}", t.elapsed());
+        // Stopping the module ends the connection's thread without an error.
+        shared.stop();
+        let got = server.join().unwrap();
+        assert!(got.contains("<first/>") && got.contains("<presence to='a@x'/>"), "{got}");
+        assert!(conn.join().unwrap().is_ok());
     }
 
     #[test]
