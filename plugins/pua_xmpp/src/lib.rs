@@ -226,6 +226,7 @@ impl PuaXmpp {
             };
             stanzas.push(convert::presence_stanza(&jid_from, &jid_to, id, &p));
         }
+        tracing::debug!("pua_xmpp_notify: {ev} NOTIFY for {jid_to}: {} stanza(s)", stanzas.len());
         for s in &stanzas {
             if let Err(e) = self.xmpp.send_packet(s) {
                 // The NOTIFY is ours and is answered 200 all the same: a failure reply would end
