@@ -2,6 +2,7 @@
 
 mod config;
 mod db;
+mod docs;
 mod loader;
 mod logging;
 mod rpc;
@@ -77,6 +78,21 @@ enum Command {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
         command: Vec<String>,
     },
+    /// Writes the module reference (one Markdown page per module, from the modules' own
+    /// declarations, plus core.md and an index) into a directory, or checks it is up to date.
+    Docs {
+        /// Where the pages go.
+        #[arg(long, default_value = "docs/modules")]
+        out: PathBuf,
+        /// Only compare: list the pages that differ and exit 1 when any does.
+        #[arg(long)]
+        check: bool,
+        /// The modules to document (names as in loadmodule).
+        #[arg(required = true, num_args = 1..)]
+        modules: Vec<String>,
+        #[command(flatten)]
+        path: ModulesPath,
+    },
     /// Creates or checks Kamailio's database tables.
     Db {
         #[command(subcommand)]
@@ -92,6 +108,24 @@ struct ModulesPath {
     /// Take [core] modules_path from this config file.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+}
+
+impl ModulesPath {
+    /// The directories to search: `-L`, else the config's modules_path, else the default.
+    /// `None` when the config is invalid (its errors are printed).
+    fn resolve(self) -> anyhow::Result<Option<Vec<PathBuf>>> {
+        if !self.dirs.is_empty() {
+            return Ok(Some(self.dirs));
+        }
+        let Some(c) = &self.config else { return Ok(Some(config::default_modules_path())) };
+        match load_config(c)? {
+            Ok(c) => Ok(Some(c.core.modules_path)),
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(None)
+            }
+        }
+    }
 }
 
 #[derive(Args)]
@@ -164,20 +198,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Params { module, path } => {
-            let dirs = if !path.dirs.is_empty() {
-                path.dirs
-            } else if let Some(c) = &path.config {
-                match load_config(c)? {
-                    Ok(c) => c.core.modules_path,
-                    Err(errors) => {
-                        eprintln!("{errors}");
-                        return Ok(ExitCode::FAILURE);
-                    }
+        Command::Docs { out, check, modules, path } => {
+            let Some(dirs) = path.resolve()? else { return Ok(ExitCode::FAILURE) };
+            let modules: Vec<String> =
+                modules.iter().map(|m| config::canonical_module_name(m).map_or(m.clone(), str::to_string)).collect();
+            let done = docs::run(&modules, &dirs, &out, check)?;
+            if check {
+                for f in &done.files {
+                    eprintln!("stale: {} (run scripts/module-docs.sh)", f.display());
                 }
-            } else {
-                config::default_modules_path()
-            };
+                return Ok(if done.files.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            println!("wrote {} pages into {}", done.files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Params { module, path } => {
+            let Some(dirs) = path.resolve()? else { return Ok(ExitCode::FAILURE) };
             if module == "core" {
                 print!("{}", describe_core());
                 return Ok(ExitCode::SUCCESS);
