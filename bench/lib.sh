@@ -1,7 +1,9 @@
 # Shared by the bench scripts (sourced, from the repository root): binaries, a scratch
 # directory, free ports, CPU of a process, and cleanup of what was started.
-bin=target/release/puahost
-load=target/release/sipload
+# The build's release dir: $CARGO_TARGET_DIR/release when set, else target/release.
+release=$(realpath -m "${CARGO_TARGET_DIR:-target}/release")
+bin=$release/puahost
+load=$release/sipload
 dir=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
