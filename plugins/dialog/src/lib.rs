@@ -197,6 +197,9 @@ impl Watch {
         }
         let m = reply.message;
         let to_tag = m.as_ref().and_then(|m| m.to().ok()).and_then(|t| t.tag());
+        if reply.code < 200 && to_tag.is_none_or(str::is_empty) {
+            return; // a 100 Trying (or a 1xx without To-tag) changes nothing: no copies made
+        }
         let contact = m.as_ref().and_then(first_contact);
         let route_set = m.as_ref().map(record_route_set).filter(|r| !r.is_empty());
         let events =
