@@ -19,8 +19,6 @@
 
 pub mod convert;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use plugin_api::api::pua::{
     INSERT_TYPE, Pua, PublishInfo, SENT_NOTHING, SubscribeInfo, UPDATE_TYPE, UaRecord, event, source,
 };
@@ -36,7 +34,6 @@ pub struct PuaXmpp {
     xmpp: Xmpp,
     server_address: String,
     outbound_proxy: Option<&'static str>,
-    ids: AtomicU64,
 }
 
 /// The part of the module the callbacks need.
@@ -249,7 +246,6 @@ impl PuaXmpp {
         }
         // Kamailio: "0" unsubscribes, anything else is the default.
         let expires = if call.arg(1).unwrap_or("").trim() == "0" { 0 } else { -1 };
-        let n = self.ids.fetch_add(1, Ordering::Relaxed);
         let info = SubscribeInfo {
             id: format!("XMPP_WINFO.{uri}"),
             pres_uri: uri.to_string(),
@@ -260,7 +256,6 @@ impl PuaXmpp {
             source_flag: source::XMPP_SUBSCRIBE,
             // Every SIP SUBSCRIBE of a watcher calls this: refresh the one winfo subscription.
             flag: 0,
-            cb_param: n,
             outbound_proxy: self.outbound_proxy.map(str::to_string),
             ..Default::default()
         };
@@ -311,7 +306,7 @@ impl Module for PuaXmpp {
         if r < 0 {
             return Err(Error::new("cannot register the pua callback"));
         }
-        Ok(PuaXmpp { pua, xmpp, server_address, outbound_proxy, ids: AtomicU64::new(0) })
+        Ok(PuaXmpp { pua, xmpp, server_address, outbound_proxy })
     }
 }
 
