@@ -260,3 +260,37 @@ fn the_shipped_config_checks() {
     let out = e2e::cli(&["check", "-c", e2e::root().join("configs/xmpp-gateway.toml").to_str().unwrap()]);
     assert!(out.status.success(), "{}", e2e::text(&out));
 }
+
+#[test]
+fn the_server_backend_is_refused_clearly() {
+    let dir = e2e::TempDir::new("xmpp-backend-server");
+    let config = e2e::render(
+        &std::fs::read_to_string(e2e::root().join("configs/xmpp-gateway.toml"))
+            .unwrap()
+            .replace("backend = \"component\"", "backend = \"server\"")
+            .replace("127.0.0.1:5060", &format!("127.0.0.1:{}", e2e::free_port()))
+            .replace("127.0.0.1:5080", "127.0.0.1:@HTTP@")
+            .replace("log_level = \"info\"", "log_level = \"info\"\nmodules_path = [\"@MODULES@\"]"),
+        e2e::free_port(),
+    );
+    let path = dir.write("puahost.toml", &config);
+    let mut child = std::process::Command::new(e2e::puahost())
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("puahost started with backend = \"server\"");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = e2e::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("backend \"server\" (XMPP server-to-server mode) is not built"), "{text}");
+}
