@@ -514,3 +514,68 @@ e2e::database_tests! {
     // and a loaded dialog gets its marks from the LOADED callback, or would publish nothing.
     restart_mid_call_sqlite_with_marks: "sqlite", |db| restart_mid_call_with(db, 1, &["disable_callee_publish_flag = 7"]);
 }
+
+/// Runs `sql` on the SQLite file of `db` (python3's sqlite3: no sqlite3 CLI on the test
+/// machines).
+fn sqlite_exec(db: &e2e::dbs::Database, sql: &str) {
+    let path = db.url.strip_prefix("sqlite://").expect("a SQLite URL");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()"])
+        .arg(path)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+}
+
+/// Rows of Kamailio's `dialog` table written elsewhere (Kamailio's own rows have no `xdata`)
+/// are loaded; rows that are not dialogs (a CSeq that is no number, no Call-ID, an unknown
+/// state) are logged and skipped without stopping the host; a loaded dialog whose timeout has
+/// passed expires at once and its row goes.
+#[test]
+fn rows_from_the_table_are_checked_when_loaded() {
+    let db = e2e::dbs::sqlite();
+    let dialog = format!("[modparam.dialog]\ndb_url = \"{}\"\ndb_mode = 1\n", db.url);
+    let config = blf_config(Some("sip.test"), &[], &[]).replace("[modparam.dialog]\n", &dialog);
+    let mut h = Host::start("pua-dialoginfo-dialog-rows", &config);
+    h.stop(); // the table exists now
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let row = |h_id: u32, call_id: &str, cseq: &str, state: u32, timeout: i64| {
+        format!(
+            "INSERT INTO dialog (hash_entry, hash_id, callid, from_uri, from_tag, to_uri, to_tag, caller_cseq, callee_cseq, caller_contact, callee_contact, caller_sock, callee_sock, state, start_time, timeout, req_uri) VALUES (7, {h_id}, '{call_id}', 'sip:caller@sip.test', 'ft', 'sip:callee@sip.test', 'tt', '{cseq}', '1', 'sip:caller@127.0.0.1:1', 'sip:callee@127.0.0.1:2', 'udp:127.0.0.1:5060', 'udp:127.0.0.1:5060', {state}, {}, {timeout}, 'sip:callee@sip.test');",
+            now - 10
+        )
+    };
+    sqlite_exec(
+        &db,
+        &[
+            row(40, "good", "3", 4, now + 3600),
+            row(41, "old", "2", 4, now - 5),
+            row(42, "bad-cseq", "x1", 4, now + 3600),
+            row(43, "", "2", 4, now + 3600),
+            row(44, "bad-state", "2", 9, now + 3600),
+        ]
+        .concat(),
+    );
+    h.restart();
+    let good = listed(&h, "good").unwrap_or_else(|| panic!("not loaded\n{}", h.log()));
+    assert_eq!((good["h_entry"].as_i64(), good["h_id"].as_i64(), good["state"].as_i64()), (Some(7), Some(40), Some(4)));
+    assert_eq!(good["caller"]["cseq"], "3");
+    assert_eq!((good["init_ts"].as_i64(), good["start_ts"].as_i64()), (Some(now - 10), Some(now - 10)), "{good:#}");
+    assert_eq!(good["timeout"].as_i64(), Some(now + 3600));
+    for skipped in ["bad-cseq", "bad-state"] {
+        assert!(listed(&h, skipped).is_none(), "{skipped} loaded");
+    }
+    let log = h.log();
+    assert!(log.contains("caller_cseq `x1` is not a CSeq") && log.contains("no Call-ID"), "{log}");
+    assert!(log.contains("2 dialogs loaded from the database (1 rows skipped)"), "good, old; bad-state: {log}");
+    assert!(e2e::eventually(Duration::from_secs(3), || listed(&h, "old").is_none()), "the old dialog expired");
+    let rows = e2e::kamailio::query(
+        std::path::Path::new(db.url.strip_prefix("sqlite://").unwrap()),
+        "SELECT callid FROM dialog",
+    );
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["callid"].as_str()).collect();
+    assert!(ids.contains(&"good") && !ids.contains(&"old"), "the expired dialog's row is deleted: {ids:?}");
+    assert!(h.alive());
+    assert_eq!(h.result("dlg.stats_active", json!([]))["active"]["all"], 1);
+}
