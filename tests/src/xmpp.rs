@@ -248,6 +248,17 @@ impl Client {
         }
     }
 
+    /// Sends the available `presence` and waits until Prosody has taken it (it echoes it to
+    /// the sender), so messages and subscription requests are delivered from then on.
+    pub fn online(&mut self, presence: &str) {
+        self.send(presence);
+        let me = self.jid.clone();
+        self.wait_for(Duration::from_secs(5), |s| {
+            s.starts_with("<presence") && attr(s, "from").as_deref() == Some(&me)
+        })
+        .unwrap_or_else(|| panic!("{me}: own presence not echoed: {:#?}", self.seen));
+    }
+
     /// Writes raw XML.
     pub fn send(&mut self, xml: &str) {
         self.stream.write_all(xml.as_bytes()).expect("write to prosody");

@@ -109,7 +109,7 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     // (a) alice is online with a status; a SIP watcher subscribes to her gateway URI.
     let mut alice = xmpp::Client::login(prosody.c2s, "alice", "alicepw", "laptop");
     alice.approve = true;
-    alice.send("<presence><status>hello from alice</status></presence>");
+    alice.online("<presence><status>hello from alice</status></presence>");
     let mut watcher = Client::udp(h.sip_addr());
     let sub = request(&watcher, "SUBSCRIBE", &juliet_uri(&h), &["Event: presence", "Expires: 600"], "");
     let r = watcher.transact(&sub);
@@ -165,7 +165,7 @@ fn presence_both_ways_through_prosody_with_a_restart() {
 
     // (b) bob subscribes to romeo's JID; romeo PUBLISHes over SIP.
     let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
-    bob.send("<presence/>");
+    bob.online("<presence/>");
     bob.send(&format!("<presence to='romeo*sip.test@{COMPONENT}' type='subscribe'/>"));
     bob.wait_for(T, |s| attr(s, "type").as_deref() == Some("subscribed"))
         .unwrap_or_else(|| panic!("bob's subscription not accepted: {:#?}\n{}\n{}", bob.seen, h.log(), prosody.log()));
@@ -197,12 +197,12 @@ fn presence_both_ways_through_prosody_with_a_restart() {
     assert!(h.log().contains("XMPP server") && h.log().contains("restarting in"), "the loss is logged:\n{}", h.log());
     let mut alice = xmpp::Client::login(prosody.c2s, "alice", "alicepw", "laptop");
     alice.approve = true;
-    alice.send("<presence><status>after the restart</status></presence>");
+    alice.online("<presence><status>after the restart</status></presence>");
     notify_where(&mut watcher, "alice after the restart", |b| {
         b.contains("<basic>open</basic>") && b.contains("after the restart")
     });
     let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
-    bob.send("<presence/>");
+    bob.online("<presence/>");
     std::thread::sleep(Duration::from_millis(300));
     let etag = publish_romeo(&mut romeo, None, 600, &pidf("sip:romeo@sip.test", "open", "ready again", None));
     romeo_presence(&mut bob, "available after the restart", |s| attr(s, "type").is_none() && s.contains("ready again"));
@@ -293,4 +293,59 @@ fn the_server_backend_is_refused_clearly() {
     let text = e2e::text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("backend \"server\" (XMPP server-to-server mode) is not built"), "{text}");
+}
+
+#[test]
+fn messages_both_ways() {
+    if !xmpp::available() {
+        panic!("prosody is not installed: run scripts/install-test-deps.sh");
+    }
+    let prosody = Prosody::start("messages", "s3cr3t");
+    // romeo's phone: the next hop of the MESSAGEs the gateway makes from XMPP messages.
+    let phone_port = e2e::free_port();
+    let config = gateway_config(&prosody, "s3cr3t").replace(
+        "# outbound_proxy = \"sip:127.0.0.1:5070\"",
+        &format!("outbound_proxy = \"sip:127.0.0.1:{phone_port}\""),
+    );
+    let h = Host::start("xmpp-messages", &config);
+    wait_connected(&h, 1);
+    let mut bob = xmpp::Client::login(prosody.c2s, "bob", "bobpw", "phone");
+    bob.online("<presence/>");
+
+    // SIP → XMPP: plain text and CPIM.
+    let mut sip = Client::udp(h.sip_addr());
+    let to_bob = format!("sip:bob*xmpp.test@127.0.0.1:{}", h.sip);
+    let r = sip.transact(&request(&sip, "MESSAGE", &to_bob, &["Content-Type: text/plain"], "wherefore art thou <b>"));
+    assert_eq!(status(&r), 200, "{r}\n{}", h.log());
+    let m = bob
+        .wait_for(T, |s| s.starts_with("<message"))
+        .unwrap_or_else(|| panic!("no message for bob: {:#?}\n{}\n{}", bob.seen, h.log(), prosody.log()));
+    assert_eq!(attr(&m, "from").as_deref(), Some(format!("tester*sip.test@{COMPONENT}").as_str()), "{m}");
+    assert_eq!(attr(&m, "type").as_deref(), Some("chat"), "{m}");
+    assert!(m.contains("<body>wherefore art thou &lt;b&gt;</body>"), "{m}");
+    let cpim =
+        "From: <sip:tester@sip.test>\r\nTo: <sip:bob*xmpp.test@gw>\r\n\r\nContent-Type: text/plain\r\n\r\nby CPIM";
+    let r = sip.transact(&request(&sip, "MESSAGE", &to_bob, &["Content-Type: message/cpim"], cpim));
+    assert_eq!(status(&r), 200, "{r}");
+    bob.wait_for(T, |s| s.starts_with("<message") && s.contains("<body>by CPIM</body>"))
+        .unwrap_or_else(|| panic!("no CPIM message for bob: {:#?}", bob.seen));
+    // What cannot go to XMPP is refused by the route's on_fail.
+    let r = sip.transact(&request(&sip, "MESSAGE", &to_bob, &["Content-Type: application/octet-stream"], "\u{1}"));
+    assert_eq!(status(&r), 404, "{r}");
+
+    // XMPP → SIP: bob writes to romeo's JID; the MESSAGE reaches romeo's phone.
+    let sock = std::net::UdpSocket::bind(("127.0.0.1", phone_port)).expect("phone port");
+    sock.set_read_timeout(Some(T)).unwrap();
+    bob.send(&format!(
+        "<message to='romeo*sip.test@{COMPONENT}' type='chat'><body>but soft &amp; quiet</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+    ));
+    let mut buf = [0u8; 65536];
+    let (n, from) = sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("no MESSAGE at the phone ({e}):\n{}", h.log()));
+    let m = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(m.starts_with("MESSAGE sip:romeo@sip.test SIP/2.0\r\n"), "{m}");
+    assert!(header(&m, "From").is_some_and(|f| f.contains(&format!("<sip:bob*xmpp.test@127.0.0.1:{}>", h.sip))), "{m}");
+    assert_eq!(header(&m, "Content-Type").as_deref(), Some("text/plain"), "{m}");
+    assert!(header(&m, "Contact").is_none(), "RFC 3428: no Contact in MESSAGE\n{m}");
+    assert!(m.ends_with("\r\n\r\nbut soft & quiet"), "{m}");
+    sock.send_to(e2e::kamailio::reply(&m, 200, "OK").as_bytes(), from).unwrap();
 }
