@@ -18,6 +18,8 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# cargo-deb: the packaging test makes the .deb with it, from the release build.
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 --quiet
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

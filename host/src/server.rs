@@ -154,9 +154,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     tracing::info!(modules = modules.len(), children = config.core.children, "puahost {} ready", crate::VERSION);
+    // systemd's Type=notify (the packaged unit): started means listening and initialised, not
+    // merely forked. Without NOTIFY_SOCKET this does nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     runtime.block_on(wait_for_signal());
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     for t in tasks {
         t.abort();
     }
