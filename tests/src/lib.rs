@@ -122,19 +122,33 @@ impl Host {
     }
 
     /// Starts a host in `dir`, which may already hold files the config names.
-    pub fn start_in(dir: TempDir, config: &str) -> Host {
-        let http = free_port();
-        let sip = free_port();
-        let config_path = dir.write("puahost.toml", &render(config, http).replace("@SIP@", &sip.to_string()));
-        let mut host =
-            Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), sip, child: None };
-        host.spawn();
-        host
+    ///
+    /// A port found free can be taken by a test running beside this one before the host binds
+    /// it; the host then exits with "Address already in use" and is started again on other
+    /// ports (up to 5 times).
+    pub fn start_in(mut dir: TempDir, config: &str) -> Host {
+        for attempt in 1.. {
+            let http = free_port();
+            let sip = free_port();
+            let config_path = dir.write("puahost.toml", &render(config, http).replace("@SIP@", &sip.to_string()));
+            let mut host =
+                Host { dir, config: config_path, http: config.contains("@HTTP@").then_some(http), sip, child: None };
+            match host.spawn() {
+                Ok(()) => return host,
+                Err(why) if attempt < 5 && host.log().contains("Address already in use") => {
+                    eprintln!("puahost could not bind its ports ({why}); starting it again on others");
+                    let _ = std::fs::remove_file(host.dir.join("host.log"));
+                    dir = std::mem::replace(&mut host.dir, TempDir(PathBuf::new()));
+                }
+                Err(why) => panic!("{why}:\n{}", host.log()),
+            }
+        }
+        unreachable!()
     }
 
     /// Starts the process (again) with the same config, ports and directory; its log is
-    /// appended to host.log. Waits until it is ready.
-    fn spawn(&mut self) {
+    /// appended to host.log. Waits until it is ready; an exit before that is an error.
+    fn spawn(&mut self) -> Result<(), String> {
         let seen = self.log().matches(READY).count();
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("host.log")).expect("log file");
@@ -149,13 +163,15 @@ impl Host {
             .spawn()
             .expect("spawn puahost");
         self.child = Some(child);
-        self.wait_ready(seen);
+        self.wait_ready(seen)
     }
 
     /// Starts the host again after [`Host::stop`] or [`Host::kill`] (same ports and files).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the host first");
-        self.spawn();
+        if let Err(why) = self.spawn() {
+            panic!("{why}:\n{}", self.log());
+        }
     }
 
     /// SIGKILL: no shutdown work at all (a crash).
@@ -166,14 +182,15 @@ impl Host {
         }
     }
 
-    fn wait_ready(&mut self, seen: usize) {
+    fn wait_ready(&mut self, seen: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.log().matches(READY).count() > seen {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("puahost exited before it was ready ({status}):\n{}", self.log());
+                self.child = None;
+                return Err(format!("puahost exited before it was ready ({status})"));
             }
             assert!(Instant::now() < deadline, "puahost not ready after 20 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
