@@ -66,6 +66,19 @@ impl Drop for TempDir {
     }
 }
 
+/// The modules the project ships: pua (pua-core/) and every directory of plugins/ (as
+/// scripts/module-docs.sh and packaging/build-deb.sh list them).
+pub fn shipped_modules() -> Vec<String> {
+    let mut names = vec!["pua".to_string()];
+    for entry in std::fs::read_dir(root().join("plugins")).expect("plugins/") {
+        let entry = entry.expect("plugins/ entry");
+        if entry.path().is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
 /// A free TCP port on 127.0.0.1 (also free for UDP, so a SIP listener can use both).
 pub fn free_port() -> u16 {
     for _ in 0..50 {

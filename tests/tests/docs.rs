@@ -4,25 +4,13 @@
 
 use std::process::Command;
 
-/// The modules the project ships: pua and every directory of plugins/ (as scripts/module-docs.sh).
-fn shipped_modules() -> Vec<String> {
-    let mut names = vec!["pua".to_string()];
-    for entry in std::fs::read_dir(e2e::root().join("plugins")).expect("plugins/") {
-        let entry = entry.expect("plugins/ entry");
-        if entry.path().is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    names
-}
-
 fn docs(out: &std::path::Path, check: bool) -> std::process::Output {
     let mut cmd = Command::new(e2e::puahost());
     cmd.arg("docs").arg("-L").arg(e2e::release_dir()).arg("--out").arg(out);
     if check {
         cmd.arg("--check");
     }
-    cmd.args(shipped_modules()).output().expect("running puahost docs")
+    cmd.args(e2e::shipped_modules()).output().expect("running puahost docs")
 }
 
 #[test]

@@ -7,18 +7,6 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The modules the project ships: pua and every directory of plugins/ (as build-deb.sh).
-fn shipped_modules() -> Vec<String> {
-    let mut names = vec!["pua".to_string()];
-    for entry in std::fs::read_dir(e2e::root().join("plugins")).expect("plugins/") {
-        let entry = entry.expect("plugins/ entry");
-        if entry.path().is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    names
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed:\n{}", e2e::text(&out));
@@ -38,7 +26,7 @@ fn deb_holds_the_binary_every_module_the_configs_and_the_unit() {
     assert!(has("/usr/bin/puahost"), "no binary in:\n{listing}");
     assert!(has("/etc/puahost/puahost.toml"), "no config in:\n{listing}");
     assert!(has("/usr/lib/systemd/system/puahost.service"), "no unit in:\n{listing}");
-    for m in shipped_modules() {
+    for m in e2e::shipped_modules() {
         assert!(has(&format!("/usr/lib/puahost/modules/lib{m}.so")), "module {m} missing from:\n{listing}");
         assert!(has(&format!("/usr/share/doc/puahost/modules/{m}.md")), "reference of {m} missing");
     }
@@ -56,7 +44,7 @@ fn deb_holds_the_binary_every_module_the_configs_and_the_unit() {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root.path()));
     let bin = root.join("usr/bin/puahost");
     let modules = root.join("usr/lib/puahost/modules");
-    for m in shipped_modules() {
+    for m in e2e::shipped_modules() {
         let out = run(Command::new(&bin).args(["params", &m, "-L"]).arg(&modules));
         assert!(out.starts_with(&format!("module {m} ")), "{m}: {out}");
     }
