@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
+use super::envelope::valid_reply_name;
+use super::envelope::{escape_raw_controls, salvage_reply_name};
 use super::framing::{Frame, JsonFramer};
 use super::jsonrpc;
 use crate::services::HostState;
@@ -23,11 +25,6 @@ use crate::services::HostState;
 const MAX_REQUEST: usize = 1 << 20;
 /// How long a reply waits for its reader to open the reply FIFO and drain it.
 const REPLY_DEADLINE: Duration = Duration::from_secs(3);
-
-/// A `reply_name` must be a bare file name inside the reply directory, never a path.
-pub fn valid_reply_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
-}
 
 /// Creates the FIFO at `path` (replacing a stale one) and serves requests from it.
 pub fn serve_fifo(
@@ -113,48 +110,6 @@ async fn handle(state: &Arc<HostState>, doc: &[u8], reply_dir: &Path) {
     if let Err(e) = write_reply(&path, text.as_bytes()).await {
         tracing::warn!(reply = %path.display(), "RPC FIFO: cannot write the reply: {e}");
     }
-}
-
-/// Raw control characters inside JSON strings, escaped. `kamctl rpc =` turns `=CRLF=` into
-/// a real CR LF inside its quoted arguments; Kamailio's JSON parser takes that, strict JSON does
-/// not.
-fn escape_raw_controls(doc: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut out: Option<Vec<u8>> = None;
-    for (i, &b) in doc.iter().enumerate() {
-        let raw_control = in_string && b < 0x20;
-        if raw_control && out.is_none() {
-            out = Some(doc[..i].to_vec());
-        }
-        if let Some(o) = out.as_mut() {
-            if raw_control {
-                o.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-            } else {
-                o.push(b);
-            }
-        }
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        }
-    }
-    out.map_or(std::borrow::Cow::Borrowed(doc), std::borrow::Cow::Owned)
-}
-
-/// The `"reply_name": "..."` of a request that is not valid JSON, read from its text.
-fn salvage_reply_name(doc: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(doc);
-    let at = text.rfind("\"reply_name\"")? + "\"reply_name\"".len();
-    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let name = &rest[..rest.find('"')?];
-    valid_reply_name(name).then(|| name.to_string())
 }
 
 /// Writes `data` to the reply FIFO at `path` without ever blocking a thread: the open is

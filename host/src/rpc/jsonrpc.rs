@@ -34,19 +34,9 @@ pub async fn handle_request(state: &Arc<HostState>, request: Map<String, Value>)
 }
 
 async fn dispatch(state: &Arc<HostState>, request: &Map<String, Value>, id: Value) -> Response {
-    match request.get("jsonrpc") {
-        None => {}
-        Some(Value::String(v)) if v == "2.0" => {}
-        Some(_) => return error(-32600, "Invalid Request", id),
-    }
-    let Some(Value::String(method)) = request.get("method") else {
-        return error(-32600, "Invalid Request", id);
-    };
-    let params = match request.get("params") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.values().cloned().collect(),
-        Some(_) => return error(-32602, "Invalid params", id),
+    let (method, params) = match super::envelope::decode_call(request) {
+        Ok(call) => (call.method, call.params),
+        Err((code, message)) => return error(code, message, id),
     };
     match Rpc::call(state, method, params).await {
         Ok(result) => Response { status: 200, body: json!({"jsonrpc": "2.0", "result": result, "id": id}) },

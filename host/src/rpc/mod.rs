@@ -8,6 +8,7 @@
 
 mod builtin;
 pub mod client;
+pub mod envelope;
 mod fifo;
 pub mod framing;
 mod http;
