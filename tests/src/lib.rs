@@ -465,9 +465,11 @@ pub mod sip {
 
     /// Length of the first complete message in a stream buffer.
     fn complete(buf: &[u8]) -> Option<usize> {
-        let text = String::from_utf8_lossy(buf);
-        let head = text.find("\r\n\r\n")? + 4;
-        let cl = text[..head]
+        // Offsets in bytes: a lossy conversion of a message with invalid UTF-8 (a reply that
+        // copies a hostile header) would shift them.
+        let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let text = String::from_utf8_lossy(&buf[..head]);
+        let cl = text
             .lines()
             .find_map(|l| {
                 let (n, v) = l.split_once(':')?;

@@ -68,6 +68,15 @@ pub struct CoreConfig {
     pub tcp_connection_lifetime: std::time::Duration,
     /// DNS servers for next-hop resolution (empty: /etc/resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
+    /// Largest SIP message processed, any transport: a larger request gets 513 Message Too
+    /// Large, a larger reply is dropped.
+    pub max_message_size: usize,
+    /// Most header lines a message may have (Via lines included): a request with more gets
+    /// 400 Too Many Headers, a reply is dropped.
+    pub max_headers: usize,
+    /// Requests accepted per second from one source IP address (0: no limit); the rest of
+    /// that second's requests from it are dropped.
+    pub max_requests_per_source: u32,
 }
 
 /// `[rpc]`.
@@ -128,6 +137,9 @@ const CORE_KEYS: &[&str] = &[
     "tcp_max_connections",
     "tcp_connection_lifetime",
     "dns_servers",
+    "max_message_size",
+    "max_headers",
+    "max_requests_per_source",
 ];
 const RPC_KEYS: &[&str] = &["http", "fifo", "fifo_reply_dir"];
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -366,6 +378,9 @@ fn default_core(_dir: &Path) -> CoreConfig {
         tcp_max_connections: 2048,
         tcp_connection_lifetime: std::time::Duration::from_secs(120),
         dns_servers: Vec::new(),
+        max_message_size: 256 * 1024,
+        max_headers: 256,
+        max_requests_per_source: 0,
     }
 }
 
@@ -531,6 +546,19 @@ fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
                     }
                 }
                 core.dns_servers = servers;
+            }
+            "max_message_size" => {
+                core.max_message_size = int_in(c, value, "max_message_size", 1024..=64 * 1024 * 1024, " (bytes)")
+                    .map_or(core.max_message_size, |n| n as usize)
+            }
+            "max_headers" => {
+                core.max_headers =
+                    int_in(c, value, "max_headers", 16..=100_000, "").map_or(core.max_headers, |n| n as usize)
+            }
+            "max_requests_per_source" => {
+                core.max_requests_per_source =
+                    int_in(c, value, "max_requests_per_source", 0..=10_000_000, " (requests per second, 0: no limit)")
+                        .map_or(core.max_requests_per_source, |n| n as u32)
             }
             _ => c.unknown_key(key, "[core]", CORE_KEYS),
         }

@@ -37,6 +37,12 @@ pub struct SipConfig {
     pub max_transactions: usize,
     /// DNS servers for next-hop resolution (empty: the system's).
     pub dns_servers: Vec<SocketAddr>,
+    /// `[core] max_message_size`: larger requests get 513, larger replies are dropped.
+    pub max_message_size: usize,
+    /// `[core] max_headers`: requests with more header lines get 400, replies are dropped.
+    pub max_headers: usize,
+    /// `[core] max_requests_per_source` (0: no limit).
+    pub max_requests_per_source: u32,
 }
 
 /// What the transaction layer left to do after a call: its events and its next deadline.
@@ -74,6 +80,7 @@ pub struct SipCore {
     pub(crate) config: SipConfig,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) counters: SipCounters,
+    limiter: super::limits::SourceLimiter,
 }
 
 /// The SIP core's counters.
@@ -82,6 +89,8 @@ pub(crate) struct SipCounters {
     pub dropped: &'static AtomicU64,
     pub bad_requests: &'static AtomicU64,
     pub retransmissions: &'static AtomicU64,
+    pub too_large: &'static AtomicU64,
+    pub rate_limited: &'static AtomicU64,
 }
 
 impl SipCounters {
@@ -92,6 +101,11 @@ impl SipCounters {
             dropped: c("messages_dropped", "SIP messages dropped as unparsable or unanswerable"),
             bad_requests: c("bad_requests", "requests answered 400/505 because they were malformed"),
             retransmissions: c("retransmissions_absorbed", "retransmitted requests answered from the transaction"),
+            too_large: c(
+                "messages_too_large",
+                "messages over [core] max_message_size or max_headers (requests answered 513/400, replies dropped)",
+            ),
+            rate_limited: c("requests_rate_limited", "requests dropped by [core] max_requests_per_source"),
         }
     }
 }
@@ -151,9 +165,10 @@ impl SipCore {
             router: OnceLock::new(),
             workers,
             resolver,
-            config,
             runtime,
             counters: SipCounters::register(metrics),
+            limiter: super::limits::SourceLimiter::new(config.max_requests_per_source),
+            config,
         }))
     }
 
@@ -529,6 +544,42 @@ impl SipCore {
             }
         };
         let msg = SipMsg { buf: bytes, parsed };
-        if msg.view().is_request() { self.on_request(msg, src, dispatch) } else { self.on_response(msg, dispatch) }
+        let is_request = msg.view().is_request();
+        if is_request {
+            match self.limiter.check(src.addr.ip(), self.epoch.elapsed().as_secs()) {
+                super::limits::Verdict::Allow => {}
+                verdict => {
+                    self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    if verdict == super::limits::Verdict::FirstDrop {
+                        tracing::warn!(
+                            src = %src.addr.ip(),
+                            limit = self.config.max_requests_per_source,
+                            "requests over [core] max_requests_per_source; dropping this source's requests for the rest of the second"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        // Cost is bounded before this point: parsing is linear in the message, and a stream
+        // transport never buffers more than tcp_max_message_size.
+        let over = if msg.buf.len() > self.config.max_message_size {
+            Some((513, "Message Too Large", "message larger than [core] max_message_size"))
+        } else if msg.parsed.headers.len() > self.config.max_headers {
+            Some((400, "Too Many Headers", "more header lines than [core] max_headers"))
+        } else {
+            None
+        };
+        if let Some((code, reason, why)) = over {
+            self.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            if is_request {
+                self.refuse(&msg, &src, code, reason, why);
+            } else {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(src = %src.addr, "dropped a reply: {why}");
+            }
+            return;
+        }
+        if is_request { self.on_request(msg, src, dispatch) } else { self.on_response(msg, dispatch) }
     }
 }

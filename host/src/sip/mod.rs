@@ -4,6 +4,7 @@
 pub mod context;
 pub mod core;
 mod edit;
+mod limits;
 pub mod proxy;
 pub mod router;
 pub mod transport;
@@ -36,6 +37,9 @@ pub async fn start(
             t4: c.t4,
             max_transactions: c.max_transactions,
             dns_servers: c.dns_servers.clone(),
+            max_message_size: c.max_message_size,
+            max_headers: c.max_headers,
+            max_requests_per_source: c.max_requests_per_source,
         },
         workers,
         tokio::runtime::Handle::current(),
