@@ -1,6 +1,7 @@
 //! `puahost`: a SIP presence server that loads Kamailio-style modules as plugins.
 
 mod config;
+mod convert;
 mod db;
 mod docs;
 mod loader;
@@ -90,6 +91,17 @@ enum Command {
         /// The modules to document (names as in loadmodule).
         #[arg(required = true, num_args = 1..)]
         modules: Vec<String>,
+        #[command(flatten)]
+        path: ModulesPath,
+    },
+    /// Converts a kamailio.cfg into a puahost config on stdout; every line it does not
+    /// translate is listed on stderr as FILE:LINE: reason.
+    Convert {
+        /// Defines for the preprocessor, as kamailio's `-A NAME[=VALUE]` (repeatable).
+        #[arg(short = 'D', long = "define", visible_short_alias = 'A')]
+        defines: Vec<String>,
+        /// The Kamailio config.
+        file: PathBuf,
         #[command(flatten)]
         path: ModulesPath,
     },
@@ -256,6 +268,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 None => rpc::client::call_http(url.as_deref().unwrap_or("http://127.0.0.1:5080/RPC"), &method, params)?,
             };
             Ok(if rpc::client::print_response(&resp) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Convert { defines, file, path } => {
+            let Some(modules_path) = path.resolve()? else { return Ok(ExitCode::FAILURE) };
+            convert::run(&convert::Options { file, defines, modules_path })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Db { command } => db_command(command),
     }
