@@ -580,3 +580,25 @@ fn rows_from_the_table_are_checked_when_loaded() {
     assert!(h.alive());
     assert_eq!(h.result("dlg.stats_active", json!([]))["active"]["all"], 1);
 }
+
+/// A database that fails under a running host (its dialog table dropped) costs the writes,
+/// not the calls: each failed write is logged, the call is tracked and published to its end.
+#[test]
+fn failed_dialog_writes_do_not_stop_calls() {
+    let db = e2e::dbs::sqlite();
+    let dialog = format!("[modparam.dialog]\ndb_url = \"{}\"\ndb_mode = 1\n", db.url);
+    let config = blf_config(Some("sip.test"), &[], &[]).replace("[modparam.dialog]\n", &dialog);
+    let mut h = Host::start("pua-dialoginfo-dialog-db-fails", &config);
+    sqlite_exec(&db, "DROP TABLE dialog;");
+    let mut w = watch(&h, "caller");
+    let (uas, port) = callee(&h, "dlg_callee", 0);
+    let uac = caller(&h, "dlg_caller", port, 300);
+    let (states, bodies) = follow(&mut w, &h);
+    assert_eq!(states.last().map(String::as_str), Some("terminated"), "{bodies:#?}");
+    assert!(states.iter().any(|s| s == "confirmed"), "{bodies:#?}");
+    finished(uac, "the caller", &h);
+    finished(uas, "the callee", &h);
+    assert!(h.log().contains("dialog: writing"), "the failed write is logged:\n{}", h.log());
+    assert!(h.alive());
+    assert_eq!(h.result("dlg.list", json!([])), json!([]));
+}
