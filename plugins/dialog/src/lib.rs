@@ -456,8 +456,8 @@ impl DialogModule {
 
 impl Module for DialogModule {
     fn info() -> ModuleInfo<Self> {
-        ModuleInfo::new("dialog", env!("CARGO_PKG_VERSION"))
-            .doc("Call dialogs tracked from dlg_manage() on an initial INVITE to its BYE, failure or expiry, with the dialog API (Kamailio's dialog, in memory).")
+        let info = ModuleInfo::new("dialog", env!("CARGO_PKG_VERSION"))
+            .doc("Call dialogs tracked from dlg_manage() on an initial INVITE to its BYE, failure or expiry, with the dialog API and optional persistence in Kamailio's dialog table (Kamailio's dialog).")
             .exports("dialog")
             .param(Param::int("default_timeout", 43200).min(1).doc(
                 "lifetime of a dialog in seconds, counted from its 2xx; an expired dialog is removed (no BYE is sent)",
@@ -489,7 +489,10 @@ impl Module for DialogModule {
                 Rpc::new("dlg.terminate_dlg", Self::terminate_dlg)
                     .doc("ends a confirmed dialog with BYEs both ways: Call-ID, From tag, To tag"),
             )
-            .rpc(Rpc::new("dlg.stats_active", Self::stats_active).doc("dialogs by state"))
+            .rpc(Rpc::new("dlg.stats_active", Self::stats_active).doc("dialogs by state"));
+        persist::Columns::PARAMS.iter().fold(info, |info, (name, default)| {
+            info.param(Param::str(name, default).doc("name of this column of the dialog table"))
+        })
     }
 
     fn init(host: &Host, params: &Params) -> Result<Self, Error> {
@@ -507,7 +510,8 @@ impl Module for DialogModule {
         state.db_mode = params.int("db_mode");
         if state.db_mode != db_mode::NONE {
             let fetch = u64::try_from(params.int("db_fetch_rows")).unwrap_or(200);
-            let storage = Storage::open(host, params.str("db_url"), params.str("table_name"), fetch)?;
+            let columns = persist::Columns::from_params(|name| params.str(name).to_string());
+            let storage = Storage::open(host, params.str("db_url"), params.str("table_name"), fetch, columns)?;
             let mut t = if state.db_mode == db_mode::SHUTDOWN { Dialogs::new() } else { Dialogs::persistent() };
             if params.int("db_skip_load") == 0 {
                 let rows = storage.load()?;

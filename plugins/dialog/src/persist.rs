@@ -24,12 +24,65 @@ pub mod db_mode {
     pub const SHUTDOWN: i64 = 3;
 }
 
+macro_rules! columns {
+    ($($field:ident: $param:literal = $default:literal,)*) => {
+        /// The column names (Kamailio's `*_column` modparams; defaults are the table's).
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Columns {
+            $(#[doc = concat!("`", $param, "` (`", $default, "`)")] pub $field: String,)*
+        }
+
+        impl Default for Columns {
+            fn default() -> Self {
+                Self { $($field: $default.to_string(),)* }
+            }
+        }
+
+        impl Columns {
+            /// (modparam, default column name) of every column.
+            pub const PARAMS: &[(&str, &str)] = &[$(($param, $default),)*];
+
+            /// The names `param` gives for each modparam of [`Columns::PARAMS`].
+            pub fn from_params(param: impl Fn(&str) -> String) -> Self {
+                Self { $($field: param($param),)* }
+            }
+        }
+    };
+}
+
+columns! {
+    h_entry: "h_entry_column" = "hash_entry",
+    h_id: "h_id_column" = "hash_id",
+    call_id: "call_id_column" = "callid",
+    from_uri: "from_uri_column" = "from_uri",
+    from_tag: "from_tag_column" = "from_tag",
+    to_uri: "to_uri_column" = "to_uri",
+    to_tag: "to_tag_column" = "to_tag",
+    from_cseq: "from_cseq_column" = "caller_cseq",
+    to_cseq: "to_cseq_column" = "callee_cseq",
+    from_route: "from_route_column" = "caller_route_set",
+    to_route: "to_route_column" = "callee_route_set",
+    from_contact: "from_contact_column" = "caller_contact",
+    to_contact: "to_contact_column" = "callee_contact",
+    from_sock: "from_sock_column" = "caller_sock",
+    to_sock: "to_sock_column" = "callee_sock",
+    state: "state_column" = "state",
+    start_time: "start_time_column" = "start_time",
+    timeout: "timeout_column" = "timeout",
+    sflags: "sflags_column" = "sflags",
+    iflags: "iflags_column" = "iflags",
+    toroute_name: "toroute_name_column" = "toroute_name",
+    req_uri: "req_uri_column" = "req_uri",
+    xdata: "xdata_column" = "xdata",
+}
+
 /// The database side of the dialog module.
 #[derive(Debug)]
 pub struct Storage {
     db: Db,
     table: String,
     fetch_rows: u64,
+    columns: Columns,
 }
 
 fn int(v: u32) -> Value {
@@ -40,70 +93,70 @@ fn opt_str(v: &str) -> Value {
     if v.is_empty() { Value::Null } else { Value::Str(v.to_string()) }
 }
 
-/// The row of `d` (every column but `id`).
-pub fn row_values(d: &Dialog) -> Vec<(&'static str, Value)> {
+/// The row of `d` (every column but `id`), under the names of `c`.
+pub fn row_values<'c>(d: &Dialog, c: &'c Columns) -> Vec<(&'c str, Value)> {
     vec![
-        ("hash_entry", int(d.h_entry)),
-        ("hash_id", int(d.h_id)),
-        ("callid", d.call_id.as_str().into()),
-        ("from_uri", d.from_uri.as_str().into()),
-        ("from_tag", d.from_tag.as_str().into()),
-        ("to_uri", d.to_uri.as_str().into()),
-        ("to_tag", d.to_tag.as_str().into()),
-        ("caller_cseq", d.caller_cseq.to_string().into()),
-        ("callee_cseq", d.callee_cseq.to_string().into()),
-        ("caller_route_set", opt_str(&d.caller_route_set)),
-        ("callee_route_set", opt_str(&d.callee_route_set)),
-        ("caller_contact", d.caller_contact.as_str().into()),
-        ("callee_contact", d.callee_contact.as_str().into()),
+        (&c.h_entry, int(d.h_entry)),
+        (&c.h_id, int(d.h_id)),
+        (&c.call_id, d.call_id.as_str().into()),
+        (&c.from_uri, d.from_uri.as_str().into()),
+        (&c.from_tag, d.from_tag.as_str().into()),
+        (&c.to_uri, d.to_uri.as_str().into()),
+        (&c.to_tag, d.to_tag.as_str().into()),
+        (&c.from_cseq, d.caller_cseq.to_string().into()),
+        (&c.to_cseq, d.callee_cseq.to_string().into()),
+        (&c.from_route, opt_str(&d.caller_route_set)),
+        (&c.to_route, opt_str(&d.callee_route_set)),
+        (&c.from_contact, d.caller_contact.as_str().into()),
+        (&c.to_contact, d.callee_contact.as_str().into()),
         // The relay sends from the socket the INVITE came in on: both legs name it.
-        ("caller_sock", d.caller_socket.as_str().into()),
-        ("callee_sock", d.caller_socket.as_str().into()),
-        ("state", int(d.state)),
-        ("start_time", Value::Int(d.start_ts)),
-        ("timeout", Value::Int(d.timeout)),
-        ("sflags", Value::Int(0)),
-        ("iflags", Value::Int(0)),
-        ("toroute_name", Value::Null),
-        ("req_uri", d.req_uri.as_str().into()),
-        ("xdata", Value::Str(format!("{{\"init_ts\":{}}}", d.init_ts))),
+        (&c.from_sock, d.caller_socket.as_str().into()),
+        (&c.to_sock, d.caller_socket.as_str().into()),
+        (&c.state, int(d.state)),
+        (&c.start_time, Value::Int(d.start_ts)),
+        (&c.timeout, Value::Int(d.timeout)),
+        (&c.sflags, Value::Int(0)),
+        (&c.iflags, Value::Int(0)),
+        (&c.toroute_name, Value::Null),
+        (&c.req_uri, d.req_uri.as_str().into()),
+        (&c.xdata, Value::Str(format!("{{\"init_ts\":{}}}", d.init_ts))),
     ]
 }
 
-/// The dialog of a row, or why it cannot be one.
-pub fn dialog_of_row(row: &Row<'_>) -> Result<Dialog, String> {
-    let u32_of = |c: &str| u32::try_from(row.int(c)).map_err(|_| format!("{c} {} out of range", row.int(c)));
-    let cseq = |c: &str| {
-        let t = row.str(c).trim();
-        if t.is_empty() { Ok(0) } else { t.parse::<u32>().map_err(|_| format!("{c} `{t}` is not a CSeq")) }
+/// The dialog of a row (columns named by `c`), or why it cannot be one.
+pub fn dialog_of_row(row: &Row<'_>, c: &Columns) -> Result<Dialog, String> {
+    let u32_of = |col: &str| u32::try_from(row.int(col)).map_err(|_| format!("{col} {} out of range", row.int(col)));
+    let cseq = |col: &str| {
+        let t = row.str(col).trim();
+        if t.is_empty() { Ok(0) } else { t.parse::<u32>().map_err(|_| format!("{col} `{t}` is not a CSeq")) }
     };
-    let call_id = row.str("callid").to_string();
-    if call_id.is_empty() || row.str("from_tag").is_empty() {
+    let call_id = row.str(&c.call_id).to_string();
+    if call_id.is_empty() || row.str(&c.from_tag).is_empty() {
         return Err("no Call-ID or From tag".into());
     }
-    let start_ts = row.int("start_time");
-    let timeout = row.int("timeout");
-    let init_ts = serde_json::from_str::<serde_json::Value>(row.str("xdata"))
+    let start_ts = row.int(&c.start_time);
+    let timeout = row.int(&c.timeout);
+    let init_ts = serde_json::from_str::<serde_json::Value>(row.str(&c.xdata))
         .ok()
         .and_then(|x| x.get("init_ts").and_then(serde_json::Value::as_i64))
         .unwrap_or(start_ts);
     Ok(Dialog {
-        h_entry: u32_of("hash_entry")?,
-        h_id: u32_of("hash_id")?,
+        h_entry: u32_of(&c.h_entry)?,
+        h_id: u32_of(&c.h_id)?,
         call_id,
-        from_uri: row.str("from_uri").to_string(),
-        from_tag: row.str("from_tag").to_string(),
-        to_uri: row.str("to_uri").to_string(),
-        to_tag: row.str("to_tag").to_string(),
-        req_uri: row.str("req_uri").to_string(),
-        caller_contact: row.str("caller_contact").to_string(),
-        callee_contact: row.str("callee_contact").to_string(),
-        caller_cseq: cseq("caller_cseq")?,
-        callee_cseq: cseq("callee_cseq")?,
-        caller_route_set: row.str("caller_route_set").to_string(),
-        callee_route_set: row.str("callee_route_set").to_string(),
-        caller_socket: row.str("caller_sock").to_string(),
-        state: u32_of("state")?,
+        from_uri: row.str(&c.from_uri).to_string(),
+        from_tag: row.str(&c.from_tag).to_string(),
+        to_uri: row.str(&c.to_uri).to_string(),
+        to_tag: row.str(&c.to_tag).to_string(),
+        req_uri: row.str(&c.req_uri).to_string(),
+        caller_contact: row.str(&c.from_contact).to_string(),
+        callee_contact: row.str(&c.to_contact).to_string(),
+        caller_cseq: cseq(&c.from_cseq)?,
+        callee_cseq: cseq(&c.to_cseq)?,
+        caller_route_set: row.str(&c.from_route).to_string(),
+        callee_route_set: row.str(&c.to_route).to_string(),
+        caller_socket: row.str(&c.from_sock).to_string(),
+        state: u32_of(&c.state)?,
         init_ts,
         start_ts,
         lifetime: u32::try_from((timeout - start_ts).max(0)).unwrap_or(u32::MAX),
@@ -111,21 +164,21 @@ pub fn dialog_of_row(row: &Row<'_>) -> Result<Dialog, String> {
     })
 }
 
-fn key(id: Id) -> [Cond; 2] {
-    [Cond::eq("hash_entry", i64::from(id.0)), Cond::eq("hash_id", i64::from(id.1))]
+fn key(id: Id, c: &Columns) -> [Cond; 2] {
+    [Cond::eq(&c.h_entry, i64::from(id.0)), Cond::eq(&c.h_id, i64::from(id.1))]
 }
 
 impl Storage {
     /// Opens `url`, creates the table when it has no version row (the host's catalog knows
     /// `dialog`; a table of another name must exist) and checks its version.
-    pub fn open(host: &Host, url: &str, table: &str, fetch_rows: u64) -> Result<Self, Error> {
+    pub fn open(host: &Host, url: &str, table: &str, fetch_rows: u64, columns: Columns) -> Result<Self, Error> {
         let db = host.db(url)?;
         let err = |e: Error| Error::new(format!("dialog: table {table}: {e}"));
         if db.ensure_table(table).map_err(err)? {
             tracing::info!("dialog: created table {table}");
         }
         db.check_version(table, DIALOG_VERSION).map_err(err)?;
-        Ok(Self { db, table: table.to_string(), fetch_rows: fetch_rows.max(1) })
+        Ok(Self { db, table: table.to_string(), fetch_rows: fetch_rows.max(1), columns })
     }
 
     /// Every row, a page at a time; rows that are not dialogs are logged and skipped.
@@ -142,7 +195,7 @@ impl Storage {
                 .run()?;
             for row in rows.iter() {
                 last = row.int("id");
-                match dialog_of_row(&row) {
+                match dialog_of_row(&row, &self.columns) {
                     Ok(d) => out.push(d),
                     Err(e) => tracing::error!("dialog: row {last} of {} skipped: {e}", self.table),
                 }
@@ -158,11 +211,11 @@ impl Storage {
     pub fn write(&self, changes: &Changes) -> Result<(), Error> {
         let mut batch = Batch::new();
         for id in &changes.deletes {
-            batch.delete(&self.table, &key(*id));
+            batch.delete(&self.table, &key(*id, &self.columns));
         }
         for d in &changes.writes {
-            batch.delete(&self.table, &key(d.id()));
-            batch.insert(&self.table, &row_values(d));
+            batch.delete(&self.table, &key(d.id(), &self.columns));
+            batch.insert(&self.table, &row_values(d, &self.columns));
         }
         self.db.write(&batch).map(drop)
     }
@@ -172,7 +225,7 @@ impl Storage {
         let mut batch = Batch::new();
         batch.delete(&self.table, &[]);
         for d in dialogs {
-            batch.insert(&self.table, &row_values(d));
+            batch.insert(&self.table, &row_values(d, &self.columns));
         }
         self.db.write(&batch).map(drop)
     }
@@ -182,7 +235,7 @@ impl Storage {
 mod tests {
     use super::*;
 
-    fn row_of(values: Vec<(&'static str, Value)>) -> (Vec<String>, Vec<Value>) {
+    fn row_of(values: Vec<(&str, Value)>) -> (Vec<String>, Vec<Value>) {
         let mut columns = vec!["id".to_string()];
         let mut vals = vec![Value::Int(1)];
         for (c, v) in values {
@@ -220,27 +273,36 @@ mod tests {
     #[test]
     fn rows_round_trip() {
         let d = dialog();
-        let values = row_values(&d);
+        let c = Columns::default();
+        let values = row_values(&d, &c);
         assert_eq!(values.len(), 23, "every column of dialog v7 but id");
+        assert_eq!(Columns::PARAMS.len(), 23);
         assert!(values.iter().any(|(c, v)| *c == "callee_route_set" && *v == Value::Null));
         assert!(values.iter().any(|(c, v)| *c == "caller_cseq" && *v == Value::Str("10".into())));
         let (columns, vals) = row_of(values);
         let row = Row::new(&columns, &vals);
-        assert_eq!(dialog_of_row(&row), Ok(d));
+        assert_eq!(dialog_of_row(&row, &c), Ok(d.clone()));
+        // Other column names (the *_column modparams) are written and read back.
+        let renamed = Columns { call_id: "cid".into(), from_cseq: "cs1".into(), ..Columns::default() };
+        let values = row_values(&d, &renamed);
+        assert!(values.iter().any(|(c, _)| *c == "cid") && !values.iter().any(|(c, _)| *c == "callid"));
+        let (columns, vals) = row_of(values);
+        assert_eq!(dialog_of_row(&Row::new(&columns, &vals), &renamed), Ok(d));
     }
 
     #[test]
     fn rows_written_elsewhere() {
         // Kamailio's own row: no init_ts in xdata (the INVITE time is taken as start_time).
         let d = dialog();
-        let mut values = row_values(&d);
+        let c = Columns::default();
+        let mut values = row_values(&d, &c);
         for (c, v) in values.iter_mut() {
             if *c == "xdata" {
                 *v = Value::Null;
             }
         }
         let (columns, vals) = row_of(values.clone());
-        let got = dialog_of_row(&Row::new(&columns, &vals)).unwrap();
+        let got = dialog_of_row(&Row::new(&columns, &vals), &c).unwrap();
         assert_eq!((got.init_ts, got.lifetime), (1002, 60));
         // Bad rows are refused with a reason, never loaded half.
         for (column, bad) in [("caller_cseq", "x1"), ("callid", ""), ("hash_id", "-1")] {
@@ -251,7 +313,7 @@ mod tests {
                 }
             }
             let (columns, vals) = row_of(v);
-            assert!(dialog_of_row(&Row::new(&columns, &vals)).is_err(), "{column} = {bad}");
+            assert!(dialog_of_row(&Row::new(&columns, &vals), &c).is_err(), "{column} = {bad}");
         }
     }
 }
