@@ -136,7 +136,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let mut tasks = Vec::new();
         if let Some(addr) = config.rpc.http {
             tasks.push(
-                rpc::serve_http(state.clone(), addr)
+                rpc::serve_http(state.clone(), addr, config.rpc.token.clone())
                     .await
                     .with_context(|| format!("cannot listen for RPC on {addr}"))?,
             );

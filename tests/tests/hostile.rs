@@ -250,3 +250,61 @@ fn subscribe_flood_from_one_source_is_cut_to_the_budget() {
     still_serving(&mut h);
     h.stop();
 }
+
+/// A raw HTTP/1.1 request to the host's RPC listener with optional extra header lines.
+fn http_raw(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out)
+}
+
+#[test]
+fn rpc_listener_on_a_public_address_needs_a_token() {
+    const TOKEN: &str = "0123456789abcdef0123";
+    let config = |rpc: &str| {
+        format!(
+            "[core]\nmodules_path = [\"@MODULES@\"]\nlisten = [\"udp:127.0.0.1:@SIP@\"]\n[rpc]\nhttp = \"0.0.0.0:@HTTP@\"\n{rpc}\n"
+        )
+    };
+    // Refused at start-up without a token (and with a weak one).
+    let dir = e2e::TempDir::new("rpc-public");
+    for (rpc, why) in [("", "has no token"), ("token = \"short\"", "at least 16")] {
+        let path = dir.write("open.toml", &e2e::render(&config(rpc), e2e::free_port()).replace("@SIP@", "5999"));
+        let out = e2e::cli(&["check", "-c", path.to_str().unwrap()]);
+        assert!(!out.status.success() && e2e::text(&out).contains(why), "{}", e2e::text(&out));
+        let out = e2e::cli(&["run", "-c", path.to_str().unwrap()]);
+        assert!(!out.status.success() && e2e::text(&out).contains(why), "run refuses too: {}", e2e::text(&out));
+    }
+
+    // With a token: every request without it (or with another) gets 401, with it the answer.
+    let mut h = Host::start("rpc-token", &config(&format!("token = \"{TOKEN}\"")));
+    let port = h.http.expect("http");
+    let call = r#"{"jsonrpc": "2.0", "method": "core.version", "id": 1}"#;
+    for auth in ["", "Authorization: Bearer wrong-token-of-20ch\r\n", "Authorization: Basic eDp5\r\n"] {
+        let (code, text) = http_raw(port, "/RPC", auth, call);
+        assert_eq!(code, 401, "{auth:?}: {text}");
+        assert_eq!(http_raw(port, "/metrics", auth, "").0, 401, "{auth:?}: metrics too");
+    }
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (code, text) = http_raw(port, "/RPC", &auth, call);
+    assert!(code == 200 && text.contains("puahost"), "{text}");
+    assert_eq!(http_raw(port, "/metrics", &auth, "").0, 200);
+    // `puahost rpc` sends PUAHOST_RPC_TOKEN.
+    let url = format!("http://127.0.0.1:{port}/RPC");
+    let out = std::process::Command::new(e2e::puahost())
+        .args(["rpc", "--url", &url, "core.version"])
+        .env("PUAHOST_RPC_TOKEN", TOKEN)
+        .output()
+        .expect("puahost rpc");
+    assert!(out.status.success() && e2e::text(&out).contains("puahost"), "{}", e2e::text(&out));
+    h.stop();
+}

@@ -88,6 +88,9 @@ pub struct RpcConfig {
     pub fifo: Option<PathBuf>,
     /// Where FIFO replies are written (`reply_name` is a file name in it).
     pub fifo_reply_dir: PathBuf,
+    /// A bearer token every HTTP request (RPC and metrics) must carry
+    /// (`Authorization: Bearer <token>`); required when `http` is not a loopback address.
+    pub token: Option<String>,
 }
 
 /// One `[modparam.<module>]` table, checked against the module's declaration by the loader.
@@ -141,7 +144,7 @@ const CORE_KEYS: &[&str] = &[
     "max_headers",
     "max_requests_per_source",
 ];
-const RPC_KEYS: &[&str] = &["http", "fifo", "fifo_reply_dir"];
+const RPC_KEYS: &[&str] = &["http", "fifo", "fifo_reply_dir", "token"];
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
 /// Default modules path: next to the binary, then the system directory.
@@ -409,7 +412,7 @@ fn int_in(
 }
 
 fn default_rpc() -> RpcConfig {
-    RpcConfig { http: None, fifo: None, fifo_reply_dir: PathBuf::from("/tmp") }
+    RpcConfig { http: None, fifo: None, fifo_reply_dir: PathBuf::from("/tmp"), token: None }
 }
 
 fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
@@ -568,6 +571,7 @@ fn check_core(c: &mut Checker, t: &Table, dir: &Path) -> CoreConfig {
 
 fn check_rpc(c: &mut Checker, t: &Table, dir: &Path) -> RpcConfig {
     let mut rpc = default_rpc();
+    let mut http_span = None;
     for (key, value) in t {
         if c.misplaced_loadmodule(key, "[rpc]") {
             continue;
@@ -576,7 +580,10 @@ fn check_rpc(c: &mut Checker, t: &Table, dir: &Path) -> RpcConfig {
             "http" => {
                 if let Some(s) = c.string(value, "http") {
                     match s.parse::<SocketAddr>() {
-                        Ok(a) => rpc.http = Some(a),
+                        Ok(a) => {
+                            rpc.http = Some(a);
+                            http_span = Some(value.span.clone());
+                        }
                         Err(_) => {
                             c.error(format!("bad HTTP listen address `{s}`"), &value.span).help =
                                 Some("write it as HOST:PORT with an IP address, e.g. \"127.0.0.1:5080\"".into());
@@ -590,7 +597,25 @@ fn check_rpc(c: &mut Checker, t: &Table, dir: &Path) -> RpcConfig {
                     rpc.fifo_reply_dir = resolve(dir, Path::new(&s));
                 }
             }
+            "token" => {
+                if let Some(token) = c.string(value, "token") {
+                    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                        c.error("token must be at least 16 printable ASCII characters without spaces", &value.span)
+                            .help = Some("for example the output of `openssl rand -hex 16`".into());
+                    } else {
+                        rpc.token = Some(token);
+                    }
+                }
+            }
             _ => c.unknown_key(key, "[rpc]", RPC_KEYS),
+        }
+    }
+    // RPC commands change state and read every presentity's body: on an address other hosts
+    // can reach, only with a credential.
+    if let (Some(addr), Some(span), None) = (rpc.http, &http_span, &rpc.token) {
+        if !addr.ip().is_loopback() {
+            c.error(format!("the RPC listener on {addr} is reachable from other hosts and has no token"), span).help =
+                Some("set [rpc] token (clients send `Authorization: Bearer <token>`; `puahost rpc` reads PUAHOST_RPC_TOKEN), or listen on 127.0.0.1".into());
         }
     }
     rpc

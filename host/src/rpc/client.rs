@@ -44,11 +44,12 @@ pub fn call_http(url: &str, method: &str, params: Vec<Value>) -> anyhow::Result<
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut resp = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body.as_bytes())
-        .with_context(|| format!("cannot reach {url}"))?;
+    let mut post = agent.post(url).header("Content-Type", "application/json");
+    // `[rpc] token` of the host, when it has one.
+    if let Some(token) = std::env::var("PUAHOST_RPC_TOKEN").ok().filter(|t| !t.is_empty()) {
+        post = post.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut resp = post.send(body.as_bytes()).with_context(|| format!("cannot reach {url}"))?;
     let text = resp.body_mut().read_to_string().context("reading the reply")?;
     serde_json::from_str(&text).with_context(|| format!("the reply is not JSON: {text}"))
 }

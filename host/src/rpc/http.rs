@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -25,9 +26,36 @@ async fn metrics(State(state): State<Arc<HostState>>) -> Response {
         .into_response()
 }
 
-/// Binds `addr` and serves until the process ends.
-pub async fn serve_http(state: Arc<HostState>, addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = Router::new().route("/RPC", post(rpc)).route("/metrics", get(metrics)).with_state(state);
+/// Whether `presented` equals `token`, in time independent of where they differ.
+fn token_matches(presented: &[u8], token: &[u8]) -> bool {
+    presented.len() == token.len() && presented.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// `[rpc] token`: every request carries `Authorization: Bearer <token>`, or gets 401.
+async fn require_token(token: Arc<str>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|t| token_matches(t, token.as_bytes()));
+    if !presented {
+        let body = r#"{"jsonrpc": "2.0", "error": {"code": 401, "message": "Unauthorized"}, "id": null}"#;
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+    }
+    next.run(request).await
+}
+
+/// Binds `addr` and serves until the process ends; with `token`, only requests that carry it.
+pub async fn serve_http(
+    state: Arc<HostState>,
+    addr: SocketAddr,
+    token: Option<String>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut app = Router::new().route("/RPC", post(rpc)).route("/metrics", get(metrics)).with_state(state);
+    if let Some(token) = token {
+        let token: Arc<str> = token.into();
+        app = app.layer(middleware::from_fn(move |req: Request, next: Next| require_token(token.clone(), req, next)));
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "RPC listening on http://{addr}/RPC (metrics at /metrics)");
     Ok(tokio::spawn(async move {
