@@ -475,9 +475,9 @@ fn restart_mid_call_with(db: &e2e::dbs::Database, db_mode: u8, overrides: &[&str
         "the ACK confirmed the dialog: {was:?}"
     );
     let was = was.unwrap();
-    if db_mode == 2 {
-        std::thread::sleep(Duration::from_millis(2500)); // db_update_period 1 s
-    }
+    // db_mode 1 writes right after the change is in memory (so `dlg.list` can show state 4 a
+    // moment before the row does); db_mode 2 writes every db_update_period (1 s).
+    std::thread::sleep(Duration::from_millis(if db_mode == 2 { 2500 } else { 500 }));
     if db_mode == 3 {
         h.stop();
     } else {
