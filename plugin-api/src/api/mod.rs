@@ -45,6 +45,7 @@ impl ServiceSlot {
     }
 }
 
+pub mod auth;
 pub mod dialog;
 pub mod presence;
 pub mod pua;
