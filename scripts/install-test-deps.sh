@@ -7,13 +7,14 @@
 #   postgresql-client, mariadb-client: the tests create and drop their own databases;
 #   baresip-core: a real SIP phone registering through the registrar (pua_usrloc tests);
 #   prosody (+ lua-unbound, which keeps it from printing a banner on every call): the XMPP
-#       server of the xmpp/pua_xmpp gateway tests.
+#       server of the xmpp/pua_xmpp gateway tests;
+#   sqlite3, curl: bench/soak.sh counts table rows and calls RPC with them.
 # Package scripts are kept from starting the kamailio daemon (it would take port 5060).
 set -euo pipefail
 
 packages=(kamailio kamailio-sqlite-modules kamailio-mysql-modules kamailio-postgres-modules
           kamailio-presence-modules sip-tester wrk postgresql-client mariadb-client python3
-          baresip-core prosody lua-unbound)
+          baresip-core prosody lua-unbound sqlite3 curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
