@@ -924,3 +924,31 @@ fn watcher_info() {
     assert!(b.contains("state=\"partial\""), "{n}");
     assert!(b.contains("status=\"active\">sip:henry@127.0.0.1</watcher>"), "{n}");
 }
+
+/// sip_uri_match: with 0 (Kamailio's default) `sip:Fay@...` and `sip:fay@...` are two
+/// presentities; with 1 they are one, for requests, the RPC/API and the sender compare.
+#[test]
+fn sip_uri_match_compares_presentity_uris_case_insensitively() {
+    for (mode, same) in [(0, false), (1, true)] {
+        let h = Host::start(
+            &format!("presence-uri-match-{mode}"),
+            &config_on("sqlite://presence.sqlite", &format!("sip_uri_match = {mode}"), "force_active = 1"),
+        );
+        let mut watcher = Client::udp(h.sip_addr());
+        let ruri = format!("sip:fay@127.0.0.1:{}", h.sip);
+        let r = watcher.transact(&request(&watcher, "SUBSCRIBE", &ruri, &["Event: presence", "Expires: 600"], ""));
+        assert_eq!(status(&r), 200, "{r}");
+        next_notify(&mut watcher);
+        let mut publisher = Client::udp(h.sip_addr());
+        let r = publish(&mut publisher, &h, "Fay", &[], &pidf("sip:Fay@127.0.0.1", "t1", "open", "upper case"));
+        assert_eq!(status(&r), 200, "{r}");
+        if same {
+            let n = next_notify(&mut watcher);
+            assert!(body(&n).contains("upper case"), "mode {mode}: {n}");
+        } else {
+            e2e::notify::no_notify(&mut watcher, Duration::from_millis(700));
+        }
+        let has = h.result("presence.watcher_list", json!(["basic", "sip:FAY@127.0.0.1"]));
+        assert_eq!(has.as_array().map(Vec::len), Some(usize::from(same)), "mode {mode}: {has}");
+    }
+}

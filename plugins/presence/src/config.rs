@@ -36,6 +36,8 @@ pub struct Config {
     pub subs_htable_size: u32,
     /// A new subscription removes the others of its presentity and event with its Call-ID.
     pub delete_same_subs: bool,
+    /// sip_uri_match = 1: presentity URIs and the sender compare ASCII case-insensitively.
+    pub uri_case_insensitive: bool,
 }
 
 /// `retrieve_order` / `retrieve_order_by`: by received time (0), or by a `presentity` column
@@ -115,6 +117,9 @@ pub fn params() -> Vec<Param> {
             .doc("presentity column to order by with retrieve_order 1: priority, received_time, expires, etag, sender"),
         Param::int("pres_htable_size", 9).range(1..=20).doc("the publication table starts with room for 2^n"),
         Param::int("subs_htable_size", 9).range(1..=20).doc("the subscription table starts with room for 2^n"),
+        Param::int("sip_uri_match", 0)
+            .range(0..=1)
+            .doc("1: presentity URIs and handle_publish's sender compare case-insensitively (0: exactly)"),
         Param::int("delete_same_subs", 0)
             .range(0..=1)
             .doc("1: a new subscription removes the others of its presentity and event with the same Call-ID"),
@@ -154,6 +159,7 @@ impl Config {
             pres_htable_size: u32_of(p, "pres_htable_size"),
             subs_htable_size: u32_of(p, "subs_htable_size"),
             delete_same_subs: p.int("delete_same_subs") == 1,
+            uri_case_insensitive: p.int("sip_uri_match") == 1,
         })
     }
 }

@@ -74,7 +74,7 @@ impl PresenceService for Service {
 
     fn presentity_body(&self, pres_uri: &str, event: &str) -> Option<Vec<u8>> {
         let pkg = self.0.package(event)?;
-        self.0.presentity_body(pres_uri, &pkg, None)
+        self.0.presentity_body(&self.0.api_uri(pres_uri), &pkg, None)
     }
 }
 

@@ -160,6 +160,7 @@ impl PresenceModule {
         if uri.is_empty() {
             return Err(fault("Empty presentity URI"));
         }
+        let uri = self.server().api_uri(&uri).into_owned();
         let now = now();
         if let Some(db) = self.server().shared_subs() {
             let live = db.live_subscriptions(&uri, None, now).map_err(|_| fault("Processing error"))?;

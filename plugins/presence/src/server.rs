@@ -90,6 +90,13 @@ fn user_host(uri: &str) -> Option<(String, String)> {
     Some((u.user().unwrap_or("").to_string(), u.host()?.as_str().to_string()))
 }
 
+/// The presentity URI as the server keys it: with `sip_uri_match = 1` in lower case, so URIs
+/// that differ only in case name one presentity (Kamailio compares them with strncasecmp).
+fn pres_key(cfg: &crate::config::Config, user: &str, domain: &str) -> String {
+    let uri = format!("sip:{user}@{domain}");
+    if cfg.uri_case_insensitive { uri.to_ascii_lowercase() } else { uri }
+}
+
 fn subscription_state(s: &Subscription, now: i64) -> String {
     let left = (s.expires - now).max(0);
     match s.status {
@@ -196,6 +203,20 @@ impl Server {
     // ---------------------------------------------------------------------------------------
     // PUBLISH
 
+    /// A presentity URI given by another module or a route, keyed as requests key it.
+    pub fn api_uri<'a>(&self, uri: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.cfg.uri_case_insensitive && uri.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(uri.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(uri)
+        }
+    }
+
+    /// Whether two URIs are the same under sip_uri_match (a watcher's Contact and a sender).
+    fn same_uri(&self, a: &str, b: &str) -> bool {
+        if self.cfg.uri_case_insensitive { a.eq_ignore_ascii_case(b) } else { a == b }
+    }
+
     /// `handle_publish([sender])`: replies and notifies the watchers. Returns 1 or -1.
     pub fn handle_publish(self: &Arc<Self>, ctx: &RequestContext<'_>, sender: Option<&str>) -> i32 {
         let Some(msg) = ctx.message() else { return -1 };
@@ -234,7 +255,7 @@ impl Server {
         let expires = self.expires(msg, &pkg)?;
         let (user, domain) =
             msg.request_uri_str().and_then(user_host).ok_or_else(|| Answer::new(400, "Bad request"))?;
-        let pres_uri = format!("sip:{user}@{domain}");
+        let pres_uri = pres_key(&self.cfg, &user, &domain);
         if msg.content_length().ok().flatten().is_none() && !msg.body().is_empty() {
             return Err(Answer::new(400, "Bad request"));
         }
@@ -544,7 +565,7 @@ impl Server {
             .live_subscriptions(pres_uri, &pkg.name, now)
             .into_iter()
             .filter(|s| s.status == status::ACTIVE && s.reason.is_empty())
-            .filter(|s| sender.is_none_or(|x| x.is_empty() || s.contact != x))
+            .filter(|s| sender.is_none_or(|x| x.is_empty() || !self.same_uri(&s.contact, x)))
             .collect();
         if targets.is_empty() {
             return;
@@ -771,7 +792,7 @@ impl Server {
             msg.request_uri_str().and_then(user_host)
         };
         let (pres_user, pres_domain) = pres.ok_or_else(bad)?;
-        let pres_uri = format!("sip:{pres_user}@{pres_domain}");
+        let pres_uri = pres_key(&self.cfg, &pres_user, &pres_domain);
         let (watcher_user, watcher_domain) = match watcher {
             Some(w) => user_host(w).ok_or_else(bad)?,
             None => (from_user.clone(), from_domain.clone()),
@@ -1030,6 +1051,7 @@ impl Server {
     /// notifies the ones whose status changed; type 1: re-sends the current state to all.
     pub fn refresh_watchers(self: &Arc<Self>, pres_uri: &str, event: &str, kind_: i32) -> i32 {
         let Some(pkg) = self.package(event) else { return -1 };
+        let pres_uri = &*self.api_uri(pres_uri);
         let now = now();
         let subs = self.live_subscriptions(pres_uri, &pkg.name, now);
         if self.shared_subs().is_some() {
@@ -1266,6 +1288,7 @@ impl Server {
 
     /// True when `pres_uri` has live watchers of `event`.
     pub fn has_subscribers(&self, pres_uri: &str, event: &str) -> bool {
+        let pres_uri = &*self.api_uri(pres_uri);
         match self.shared_subs() {
             Some(db) => db.has_subscriptions(pres_uri, event, now()).unwrap_or_else(|e| {
                 tracing::error!("presence: reading the watchers of {pres_uri}: {e}");
@@ -1279,6 +1302,7 @@ impl Server {
     /// decision, else the `presence` package's rules.
     pub fn auth_status(&self, watcher_uri: &str, pres_uri: &str) -> i32 {
         let Some(pkg) = self.package("presence") else { return -1 };
+        let pres_uri = &*self.api_uri(pres_uri);
         if let Some(a) = self.stored_authorization(pres_uri, watcher_uri, &pkg.name) {
             return if a.reason == "polite-block" { status::POLITE_BLOCK } else { a.status };
         }
