@@ -2,8 +2,8 @@
 //! test sits between the host and PostgreSQL (the machine's shared server is never touched);
 //! cutting it drops every connection and refuses new ones until it is restored.
 //! - database only (publ_cache 0, subs_db_mode 3): requests that need the database get 500 with
-//!   Retry-After, nothing is half-stored, and the host recovers by itself once the database is
-//!   back;
+//!   Retry-After, nothing is half-stored, the failures are logged and counted on /metrics
+//!   (`puahost_db_errors_total`), and the host recovers by itself once the database is back;
 //! - memory mode (publ_cache 1, subs_db_mode 2): the host keeps serving PUBLISH and SUBSCRIBE
 //!   from memory, logs the failed writes, and writes the subscriptions back once the database
 //!   returns.
@@ -90,6 +90,14 @@ fn count(db: &e2e::dbs::Database, table: &str) -> i64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(-1)
 }
 
+/// `puahost_db_errors_total` from the host's /metrics.
+fn db_errors(h: &Host) -> u64 {
+    let (_, text) = e2e::http_request(h.http.expect("http"), "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix("puahost_db_errors_total ").and_then(|v| v.trim().parse::<f64>().ok()))
+        .unwrap_or_else(|| panic!("no puahost_db_errors_total:\n{text}")) as u64
+}
+
 fn config(db_url: &str, presence: &str) -> String {
     format!(
         r#"loadmodule = ["presence", "presence_xml"]
@@ -155,6 +163,7 @@ fn database_only_answers_500_with_retry_after_while_the_database_is_away_and_rec
     let mut c = Client::udp(h.sip_addr());
     assert_eq!(status(&publish(&mut c, &h, "before").0), 200);
     assert_eq!(count(&db, "presentity"), 1);
+    assert_eq!(db_errors(&h), 0);
 
     proxy.cut();
     let (r, took) = publish(&mut c, &h, "during");
@@ -163,6 +172,7 @@ fn database_only_answers_500_with_retry_after_while_the_database_is_away_and_rec
     let r = subscribe(&mut c, &h, "before");
     assert_eq!((status(&r), header(&r, "Retry-After").as_deref()), (500, Some("5")), "{r}");
     assert!(h.log().contains("presence: storing the publication of sip:during@127.0.0.1"), "logged");
+    assert!(db_errors(&h) >= 2, "counted on /metrics");
 
     proxy.restore();
     let back = eventually(Duration::from_secs(15), || status(&publish(&mut c, &h, "after").0) == 200);
@@ -191,6 +201,7 @@ fn memory_mode_keeps_serving_while_the_database_is_away_and_writes_back() {
         assert_eq!(status(&r), 200, "{r}");
     }
     assert_eq!(e2e::notify::publications(&h), 3, "all in memory");
+    assert!(db_errors(&h) >= 2, "the failed writes are counted on /metrics");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&db, "active_watchers"), 0, "nothing reached the database yet");
 

@@ -55,6 +55,7 @@ pub struct HostCounters {
     pub rpc_requests: &'static AtomicU64,
     pub rpc_faults: &'static AtomicU64,
     pub module_errors: &'static AtomicU64,
+    pub db_errors: &'static AtomicU64,
 }
 
 impl HostCounters {
@@ -64,6 +65,10 @@ impl HostCounters {
             rpc_requests: c("rpc_requests", "RPC requests received over every transport"),
             rpc_faults: c("rpc_faults", "RPC requests answered with a fault"),
             module_errors: c("module_errors", "errors and panics returned by module entry points"),
+            db_errors: c(
+                "db_errors",
+                "database statements, batches and transactions that failed (a database outage shows here)",
+            ),
         }
     }
 }
@@ -230,23 +235,31 @@ extern "C" fn db_open(module: RStr<'_>, url: RStr<'_>) -> RResult<u32, RString> 
     with_state("database", |s| s.db.open(module.as_str(), url.as_str()))
 }
 
+/// Counts a failed database call on `/metrics` (`puahost_db_errors_total`).
+fn count_db<T>(s: &HostState, r: Result<T, String>) -> Result<T, String> {
+    if r.is_err() {
+        s.counters.db_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    r
+}
+
 extern "C" fn db_exec(db: u32, tx: u64, op: &FfiDbOp) -> RResult<FfiDbResult, RString> {
-    with_state("database", |s| s.db.exec(db, tx, op))
+    with_state("database", |s| count_db(s, s.db.exec(db, tx, op)))
 }
 
 extern "C" fn db_exec_batch(db: u32, ops: RSlice<'_, FfiDbOp>) -> RResult<RVec<FfiDbResult>, RString> {
-    with_state("database", |s| s.db.exec_batch(db, ops.as_slice()).map(RVec::from))
+    with_state("database", |s| count_db(s, s.db.exec_batch(db, ops.as_slice()).map(RVec::from)))
 }
 
 extern "C" fn db_begin(db: u32, lock_tables: RSlice<'_, RString>) -> RResult<u64, RString> {
     with_state("database", |s| {
         let tables: Vec<&str> = lock_tables.iter().map(|t| t.as_str()).collect();
-        s.db.begin(db, &tables)
+        count_db(s, s.db.begin(db, &tables))
     })
 }
 
 extern "C" fn db_end(tx: u64, commit: bool) -> RResult<(), RString> {
-    with_state("database", |s| s.db.end(tx, commit))
+    with_state("database", |s| count_db(s, s.db.end(tx, commit)))
 }
 
 extern "C" fn config_dir() -> RString {
