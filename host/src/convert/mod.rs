@@ -106,6 +106,7 @@ fn toml_key(k: &str) -> String {
 /// A module of ours: its declared modparams and functions.
 struct Ours {
     name: String,
+    line: usize,
     params: HashMap<String, (bool, bool)>,
     functions: Vec<(String, FnInfo)>,
 }
@@ -178,6 +179,7 @@ pub fn convert(opts: &Options) -> anyhow::Result<Converted> {
                 }
                 ours.push(Ours {
                     name: canonical,
+                    line: *line,
                     params: m
                         .info
                         .params
@@ -340,6 +342,26 @@ pub fn convert(opts: &Options) -> anyhow::Result<Converted> {
                 (None, true) => list.push((param.clone(), Val::List(vec![v]))),
                 (None, false) => list.push((param.clone(), v)),
             }
+        }
+    }
+
+    // Kamailio's xcap_server answers through xhttp on the SIP port; ours has its own address.
+    if let Some(o) = ours.iter().find(|o| o.name == "xcap_server") {
+        let params = &mut modparams.iter_mut().find(|(n, _)| n == "xcap_server").expect("one per module").1;
+        if !params.iter().any(|(n, _)| n == "http") {
+            let ip = match listen_vals.first() {
+                Some(Val::Str(l)) => crate::config::parse_listen(l).map(|a| a.addr.ip().to_string()).ok(),
+                _ => None,
+            }
+            .unwrap_or_else(|| "127.0.0.1".into());
+            let addr = if ip.contains(':') { format!("[{ip}]:5081") } else { format!("{ip}:5081") };
+            report(
+                o.line,
+                format!(
+                    "xcap_server: puahost serves XCAP on its own address, not through xhttp: http = \"{addr}\" added"
+                ),
+            );
+            params.push(("http".into(), Val::Str(addr)));
         }
     }
 

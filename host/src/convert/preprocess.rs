@@ -415,7 +415,7 @@ impl Pp {
                 }
                 let id = &text[i..end];
                 match self.defines.get(id) {
-                    Some(v) if !(chars.peek().is_some_and(|&(_, n)| n == '.')) => {
+                    Some(v) if chars.peek().is_none_or(|&(_, n)| n != '.') => {
                         if depth >= MAX_EXPANSION_DEPTH {
                             return Err(PpError {
                                 origin: origin.clone(),

@@ -198,10 +198,14 @@ impl<'a> Translator<'a> {
     /// The routes for the config's request_route, and the other route blocks reported.
     pub fn translate(&mut self) -> Vec<OutRoute> {
         let mut request: Option<&'a [Stmt]> = None;
+        let mut request_line = 0;
         for item in &self.cfg.items {
             if let Item::Route { kind, name, body, line } = item {
                 match (kind.as_str(), name) {
-                    ("request_route", _) => request = Some(body),
+                    ("request_route", _) => {
+                        request = Some(body);
+                        request_line = *line;
+                    }
                     ("route", Some(_)) => {}
                     (k, n) => {
                         let what = match n {
@@ -221,23 +225,47 @@ impl<'a> Translator<'a> {
                 methods.push(m);
             }
         }
-        // Per method, its routes; methods with the same routes share them.
-        let mut groups: Vec<(Vec<String>, Vec<OutRoute>)> = Vec::new();
+        let mut lists: Vec<(String, Vec<OutRoute>)> = Vec::new();
         for m in methods.iter().map(String::as_str).chain([""]) {
             self.method = m.to_string();
             self.paths.clear();
             self.truncated = false;
             self.walk(vec![Frame { stmts: request, pos: 0, boundary: false }], St::default());
-            let mut list = simplify(std::mem::take(&mut self.paths));
-            if m == "ACK" {
-                // An ACK is never answered: routes that do nothing at the end are not needed.
-                while list.last().is_some_and(|r| r.actions.is_empty()) {
+            if self.truncated {
+                self.report(
+                    request_line,
+                    format!("request_route has more than {MAX_PATHS} paths for {m}; the rest are not translated"),
+                );
+            }
+            lists.push((m.to_string(), simplify(std::mem::take(&mut self.paths))));
+        }
+        // A method's last routes that do what the routes for any method do (one route without
+        // conditions) are not needed: the requests come to that route. ACKs that get nothing
+        // need no route either (an ACK is never answered).
+        let (other, method_lists) = lists.split_last_mut().expect("the other methods' list is there");
+        let fallback = match other.1.as_slice() {
+            [r] if r.ruri.is_none() && r.myself.is_none() && r.headers.is_empty() => Some(r.clone()),
+            _ => None,
+        };
+        for (m, list) in method_lists.iter_mut() {
+            while let Some(last) = list.last() {
+                let same = fallback.as_ref().is_some_and(|f| f.same_body(last));
+                if same || (m == "ACK" && last.does_nothing()) {
                     list.pop();
+                } else {
+                    break;
                 }
             }
+        }
+        // Methods with the same routes share them.
+        let mut groups: Vec<(Vec<String>, Vec<OutRoute>)> = Vec::new();
+        for (m, list) in lists {
+            if list.is_empty() {
+                continue;
+            }
             match groups.iter_mut().find(|(_, l)| *l == list) {
-                Some((ms, _)) if !m.is_empty() => ms.push(m.to_string()),
-                _ => groups.push((if m.is_empty() { Vec::new() } else { vec![m.to_string()] }, list)),
+                Some((ms, _)) if !m.is_empty() => ms.push(m),
+                _ => groups.push((if m.is_empty() { Vec::new() } else { vec![m] }, list)),
             }
         }
         let mut out = Vec::new();
@@ -713,8 +741,26 @@ impl<'a> Translator<'a> {
     }
 }
 
-/// Drops routes an earlier route shadows (same method set, conditions a superset of an
-/// earlier route's).
+impl OutRoute {
+    fn does_nothing(&self) -> bool {
+        self.actions.is_empty() && self.reply.is_none()
+    }
+
+    fn same_body(&self, other: &OutRoute) -> bool {
+        self.actions == other.actions && self.on_fail == other.on_fail && self.reply == other.reply
+    }
+
+    /// Every request `self` matches, `other` matches too (conditions a subset).
+    fn covered_by(&self, other: &OutRoute) -> bool {
+        (other.ruri.is_none() || other.ruri == self.ruri)
+            && (other.myself.is_none() || other.myself == self.myself)
+            && other.headers.iter().all(|h| self.headers.contains(h))
+    }
+}
+
+/// Drops routes an earlier route shadows (conditions a superset of an earlier route's), and
+/// routes the next route would handle the same way (same functions and replies, fewer
+/// conditions).
 fn simplify(paths: Vec<OutRoute>) -> Vec<OutRoute> {
     let mut out: Vec<OutRoute> = Vec::new();
     for p in paths {
@@ -727,5 +773,143 @@ fn simplify(paths: Vec<OutRoute>) -> Vec<OutRoute> {
             out.push(p);
         }
     }
+    let mut i = 0;
+    while i + 1 < out.len() {
+        if out[i].same_body(&out[i + 1]) && out[i].covered_by(&out[i + 1]) {
+            out.remove(i);
+            i = i.saturating_sub(1);
+        } else {
+            i += 1;
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cfg::parse;
+    use super::super::preprocess::preprocess_str;
+    use super::*;
+
+    fn functions() -> HashMap<String, FnInfo> {
+        let mut f: HashMap<String, FnInfo> = crate::sip::router::builtins::BUILTINS
+            .iter()
+            .map(|b| (b.name.to_string(), FnInfo { min_args: b.min_args as usize, max_args: b.max_args as usize }))
+            .collect();
+        for (n, min, max) in [("handle_publish", 0, 1), ("handle_subscribe", 0, 1), ("save", 1, 2), ("lookup", 1, 2)] {
+            f.insert(n.into(), FnInfo { min_args: min, max_args: max });
+        }
+        f
+    }
+
+    /// The routes of `script` (a request_route and named routes), and the reported lines.
+    fn translate(script: &str) -> (Vec<OutRoute>, Vec<(usize, String)>) {
+        let cfg = parse(preprocess_str("t.cfg", script, &[]).unwrap().lines).unwrap();
+        let f = functions();
+        let mut t = Translator::new(&cfg, &f);
+        let routes = t.translate();
+        (routes, t.reports.into_iter().map(|(o, why)| (o.line, why)).collect())
+    }
+
+    fn r(methods: &[&str], actions: &[&str]) -> OutRoute {
+        OutRoute {
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            ruri: None,
+            myself: None,
+            headers: Vec::new(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            on_fail: None,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn methods_become_routes_and_the_rest_falls_through() {
+        let (routes, reports) = translate(
+            "request_route {\n if (is_method(\"PUBLISH\")) { handle_publish(); exit; }\n if (is_method(\"SUBSCRIBE\")) { handle_subscribe(); exit; }\n sl_send_reply(\"404\", \"Not here\");\n}",
+        );
+        let mut last = r(&[], &[]);
+        last.reply = Some("404 Not here".into());
+        assert_eq!(
+            routes,
+            vec![r(&["PUBLISH"], &["handle_publish()"]), r(&["SUBSCRIBE"], &["handle_subscribe()"]), last]
+        );
+        assert!(reports.is_empty(), "{reports:?}");
+    }
+
+    #[test]
+    fn a_guard_puts_its_true_side_first() {
+        // `if (!has_totag()) A else B`: B with the To-tag condition first, then A for the rest.
+        let (routes, _) = translate(
+            "request_route {\n if (!is_method(\"SUBSCRIBE\")) exit;\n if (!has_totag()) { record_route(); } else { t_relay(); exit; }\n handle_subscribe();\n}",
+        );
+        let mut within = r(&["SUBSCRIBE"], &["t_relay()"]);
+        within.headers = vec![("To".into(), ";\\s*tag=".into())];
+        assert_eq!(routes[0], within);
+        assert_eq!(routes[1], r(&["SUBSCRIBE"], &["record_route()", "handle_subscribe()"]));
+        // Other methods: exit, nothing.
+        assert_eq!(routes[2], r(&[], &[]));
+        assert_eq!(routes.len(), 3);
+    }
+
+    #[test]
+    fn conditions_combine() {
+        let (routes, _) = translate(
+            "request_route {\n if (is_method(\"OPTIONS\") && uri == myself && $rU == $null) { sl_send_reply(\"200\", \"Keepalive\"); exit; }\n if ($ua =~ \"scanner\" || uri != myself) { sl_send_reply(\"403\", \"Forbidden\"); exit; }\n handle_publish();\n}",
+        );
+        let options = routes.iter().find(|x| x.methods == ["OPTIONS"]).expect("an OPTIONS route");
+        assert_eq!(options.ruri.as_deref(), Some("^[a-zA-Z]+:[^@]*$"));
+        assert_eq!((options.myself, options.reply.as_deref()), (Some(true), Some("200 Keepalive")));
+        let rest: Vec<_> = routes.iter().filter(|x| x.methods.is_empty()).collect();
+        assert_eq!(rest[0].headers, vec![("User-Agent".to_string(), "scanner".to_string())]);
+        assert_eq!(rest[0].reply.as_deref(), Some("403 Forbidden"));
+        // `uri != myself` is `!(uri == myself)`: the requests for this host go on first ...
+        assert_eq!((rest[1].myself, rest[1].actions.as_slice()), (Some(true), &["handle_publish()".to_string()][..]));
+        // ... and the others get the 403.
+        assert_eq!((rest[2].myself, rest[2].reply.as_deref()), (None, Some("403 Forbidden")));
+        assert_eq!(rest.len(), 3);
+    }
+
+    #[test]
+    fn a_failing_function_replies_through_on_fail() {
+        let (routes, reports) = translate(
+            "request_route {\n if (is_method(\"REGISTER\")) {\n  if (!save(\"location\")) sl_reply_error();\n  exit;\n }\n if (!lookup(\"location\")) {\n  $var(x) = 1;\n  exit;\n }\n t_relay();\n}",
+        );
+        let reg = &routes[0];
+        assert_eq!(reg.actions, ["save(\"location\")"]);
+        assert_eq!(reg.on_fail.as_deref(), Some("500 Server Internal Error"));
+        let rest = routes.last().unwrap();
+        assert_eq!(rest.actions, ["lookup(\"location\")", "t_relay()"]);
+        assert_eq!(rest.on_fail.as_deref(), Some("404 Not Found"));
+        assert!(reports.iter().any(|(l, why)| *l == 6 && why.contains("failing lookup()")), "{reports:?}");
+    }
+
+    #[test]
+    fn named_routes_return_to_the_caller_and_flags_are_followed() {
+        let (routes, reports) = translate(
+            "request_route {\n setflag(3);\n route(PRES);\n route(NOPE);\n sl_send_reply(\"404\", \"Not here\");\n}\nroute[PRES] {\n if (!is_method(\"PUBLISH\")) return;\n if (isflagset(3)) handle_publish(); else xlog(\"no\");\n exit;\n}",
+        );
+        assert_eq!(routes[0].methods, ["PUBLISH"]);
+        assert_eq!(routes[0].actions, ["setflag(3)", "handle_publish()"]);
+        assert_eq!(routes[1].reply.as_deref(), Some("404 Not here"));
+        assert_eq!(reports, vec![(4, "route[NOPE] is not defined".to_string())]);
+    }
+
+    #[test]
+    fn what_cannot_be_translated_is_reported_with_its_line() {
+        let (routes, reports) = translate(concat!(
+            "request_route {\n force_rport();\n if (nat_uac_test(\"19\")) { fix_nated_register(); }\n",
+            " if (from_uri == myself) xlog(\"mine\");\n append_hf(\"X: y\\r\\n\");\n",
+            " xlog(\"L_INFO\", \"$mt\\n\");\n handle_publish();\n}\nfailure_route[F] { exit; }"
+        ));
+        let lines: Vec<usize> = reports.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 6, 9], "{reports:?}");
+        assert!(reports[1].1.contains("assumed false"));
+        assert!(reports[2].1.contains("assumed true"));
+        assert!(reports[3].1.contains("append_hf() is not provided"), "{reports:?}");
+        assert!(reports[4].1.contains("$mt"), "{reports:?}");
+        // nat_uac_test false: no fix_nated_register (not reported: never reached); from_uri ==
+        // myself assumed true: the xlog runs.
+        assert_eq!(routes, vec![r(&[], &["xlog(\"mine\")", "handle_publish()"])]);
+    }
 }
