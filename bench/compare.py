@@ -28,6 +28,8 @@ Scenarios (bench/sipp/*.xml; each PUBLISH a new presentity, each SUBSCRIBE a new
   publish-sqlite    PUBLISH with SQLite WAL + synchronous FULL, write-through on both
                     (Kamailio 1 child: its db_sqlite has no busy timeout)
   subscribe-sqlite  SUBSCRIBE + NOTIFY with SQLite (subs_db_mode=1)
+With --scaleout: PUBLISH through Kamailio's dispatcher (tests/kamailio/dispatcher.cfg) to one
+and to two puahost servers sharing a PostgreSQL database in database-only mode.
 pua.publish over RPC and REGISTER with pua_usrloc have their own scripts (bench/pua_mi.sh,
 bench/registrar.sh); docs/performance.md collects their latest figures.
 """
@@ -154,14 +156,14 @@ class Server:
                 self.proc.kill()
 
 
-def start_puahost(work, name, params, workers):
-    port, http = free_port(), free_port()
+def start_puahost(work, name, params, workers, xml="force_active = 1", port=None, kids=2):
+    port, http = port or free_port(), free_port()
     db = work / f"{name}.sqlite"
     config = work / f"{name}.toml"
     config.write_text(f"""loadmodule = ["presence", "presence_xml"]
 [core]
 listen = ["udp:127.0.0.1:{port}"]
-children = 2
+children = {kids}
 udp_workers = {workers}
 log_level = "warn"
 modules_path = ["{RELEASE}"]
@@ -170,13 +172,16 @@ http = "127.0.0.1:{http}"
 [modparam.presence]
 {params.format(db=db)}
 [modparam.presence_xml]
-force_active = 1
+{xml}
 [[route]]
 method = "PUBLISH"
 do = ["handle_publish()"]
 [[route]]
 method = "SUBSCRIBE"
 do = ["handle_subscribe()"]
+[[route]]
+method = "OPTIONS"
+reply = "200 OK"
 """)
     log = open(work / f"{name}.log", "w")
     proc = subprocess.Popen([str(PUAHOST), "run", "-c", str(config)], stdout=log, stderr=log)
@@ -340,6 +345,66 @@ def memory_per_presentity(work, counts, rate):
     return out
 
 
+def start_balancer(work, name, ports):
+    """Kamailio's dispatcher (tests/kamailio/dispatcher.cfg) in front of puahost servers."""
+    port = free_port()
+    lst = work / f"{name}.list"
+    lst.write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in ports))
+    text = (ROOT / "tests/kamailio/dispatcher.cfg").read_text()
+    text = (text.replace("@PORT@", str(port)).replace("@MODULES@", KAM_MODULES).replace("\ndebug=2", "\ndebug=1")
+            .replace("@EXTRA@", f'modparam("dispatcher", "list_file", "{lst}")'))
+    config = work / f"{name}.cfg"
+    config.write_text(text)
+    log = open(work / f"{name}.log", "w")
+    proc = subprocess.Popen([KAMAILIO, "-f", str(config), "-DD", "-E", "-Y", str(work), "-m", "256", "-M", "16"],
+                            stdout=log, stderr=log)
+    time.sleep(1.5)
+    return Server(name, "kamailio", proc, port)
+
+
+def scaleout(work, rates, secs, runs):
+    """PUBLISH through Kamailio's dispatcher to one and to two puahost servers sharing a
+    PostgreSQL database in database-only mode (subs_db_mode 3, publ_cache 0): the combined
+    rate of two beside one's. On two cores shared with PostgreSQL, the balancer and sipp it
+    cannot double; it is a figure to report, not a target."""
+    pg = os.environ.get("PUAHOST_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+    hostport = pg.split("@", 1)[1].split("/")[0]
+    host, _, pgport = hostport.partition(":")
+    user = pg.split("://", 1)[1].split("@", 1)[0]
+    psql = ["psql", "-h", host, "-p", pgport or "5432", "-U", user, "-d", "postgres", "-q", "-c"]
+    out = {}
+    for n in (1, 2):
+        per_run = []
+        for run in range(runs):
+            db = f"puahost_bench_{os.getpid()}_{n}_{run}"
+            subprocess.run(psql + [f"CREATE DATABASE {db}"], check=True)
+            url = f"{pg.rstrip('/')}/{db}"
+            ports = [free_port() for _ in range(n)]
+            params = f'db_url = "{url}"\nsubs_db_mode = 3\npubl_cache = 0'
+            servers = []
+            try:
+                servers = [start_puahost(work, f"scale-{n}-{i}-{run}", params, 16, f'db_url = "{url}"\nforce_active = 1', p, kids=8)
+                           for i, p in enumerate(ports)]
+                lb = start_balancer(work, f"balancer-{n}-{run}", ports)
+                servers.append(lb)
+                steps = []
+                for r in rates:
+                    st = load(work, lb, "presence_publish", r, secs)
+                    steps.append(st)
+                    print(f"    {n} server(s) {r:>6}/s: {st['achieved']:>8.0f}/s ok {st['ok']} failed {st['failed']} "
+                          f"p99 {st['p99_ms']} ms", flush=True)
+                    if st["failure_ratio"] >= 0.01:
+                        break
+                per_run.append(steps)
+            finally:
+                for sv in servers:
+                    sv.stop()
+                subprocess.run(psql + [f"DROP DATABASE IF EXISTS {db}"], check=False)
+        maxima = [max([x["achieved"] for x in steps if x["failure_ratio"] < 0.01] or [0.0]) for steps in per_run]
+        out[f"{n} server(s)"] = {"runs": per_run, "max_rate": median(maxima)}
+    return out
+
+
 def plot(out, results):
     data = out / "latency.dat"
     with open(data, "w") as f:
@@ -392,6 +457,11 @@ def markdown(results):
                   "|---|---|---|"]
         for row in results["memory"]:
             lines.append(f"| {row['presentities']} | {row['puahost']} B | {row['kamailio']} B |")
+    if results.get("scaleout"):
+        lines += ["", "Scale-out (PUBLISH through Kamailio's dispatcher; database-only mode on PostgreSQL):", "",
+                  "| servers | max rate (<1% failed) |", "|---|---|"]
+        for label, r in results["scaleout"].items():
+            lines.append(f"| {label} | {r['max_rate']:g}/s |")
     lines += ["", "Peak memory during the ramps (puahost VmHWM, Kamailio PSS sum):", ""]
     for scen, per in results["scenarios"].items():
         for server, r in per.items():
@@ -407,6 +477,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one run, 2 s steps, short ramps, memory at 10k only")
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--scaleout", action="store_true",
+                    help="also PUBLISH through Kamailio's dispatcher to one and two servers on PostgreSQL "
+                         "(PUAHOST_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
     a = ap.parse_args()
     if a.quick:
@@ -451,6 +524,10 @@ def main():
             print("== memory per presentity", flush=True)
             counts = [10_000] if a.quick else [10_000, 100_000]
             results["memory"] = memory_per_presentity(work, counts, 5000)
+        if a.scaleout:
+            print("== scale-out: PUBLISH through the dispatcher to one and to two servers on PostgreSQL", flush=True)
+            rates = [500, 1000, 2000] if a.quick else [500, 1000, 2000, 3000, 4000, 6000, 8000]
+            results["scaleout"] = scaleout(work, rates, a.step_seconds, a.runs)
     (a.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (a.out / "results.md").write_text(markdown(results))
     plot(a.out, results)
