@@ -612,11 +612,11 @@ fn check_rpc(c: &mut Checker, t: &Table, dir: &Path) -> RpcConfig {
     }
     // RPC commands change state and read every presentity's body: on an address other hosts
     // can reach, only with a credential.
-    if let (Some(addr), Some(span), None) = (rpc.http, &http_span, &rpc.token) {
-        if !addr.ip().is_loopback() {
-            c.error(format!("the RPC listener on {addr} is reachable from other hosts and has no token"), span).help =
-                Some("set [rpc] token (clients send `Authorization: Bearer <token>`; `puahost rpc` reads PUAHOST_RPC_TOKEN), or listen on 127.0.0.1".into());
-        }
+    if let (Some(addr), Some(span), None) = (rpc.http, &http_span, &rpc.token)
+        && !addr.ip().is_loopback()
+    {
+        c.error(format!("the RPC listener on {addr} is reachable from other hosts and has no token"), span).help =
+            Some("set [rpc] token (clients send `Authorization: Bearer <token>`; `puahost rpc` reads PUAHOST_RPC_TOKEN), or listen on 127.0.0.1".into());
     }
     rpc
 }
