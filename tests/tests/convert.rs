@@ -184,9 +184,9 @@ fn bla() {
     let (toml, _) = convert_and_check(&cfg_dir().join("bla.cfg"), &[]);
     assert_has(&toml, &["[modparam.pua_bla]\nserver_address", "header_name = \"Sender\"", "disable_bla = 0"]);
     let line = route_with(&toml, "bla_set_flag()");
-    assert_has(line, &["method = \"REGISTER\"", "hdr.To = \"sip:line\"", "save(\\\"location\\\")"]);
+    assert_has(line, &["method = \"REGISTER\"", "hdr.To = \"(?i)sip:line\"", "save(\\\"location\\\")"]);
     let notify = route_with(&toml, "bla_handle_notify()");
-    assert_has(notify, &["method = \"NOTIFY\"", "hdr.Event = \"^dialog;sla\"", "reply = \"200 OK\""]);
+    assert_has(notify, &["method = \"NOTIFY\"", "hdr.Event = \"(?i)^dialog;sla\"", "reply = \"200 OK\""]);
     assert!(toml.contains("handle_publish(\\\"$hdr(Sender)\\\")"), "{toml}");
 }
 
@@ -200,7 +200,12 @@ fn xmpp_gateway() {
     let winfo = route_with(&toml, "pua_xmpp_req_winfo");
     assert_has(
         winfo,
-        &["method = \"SUBSCRIBE\"", "ruri = \"^sips?:[^@;]+\\\\*\"", "hdr.Event = \"^presence\"", "handle_subscribe()"],
+        &[
+            "method = \"SUBSCRIBE\"",
+            "ruri = \"(?i)^sips?:[^@;]+\\\\*\"",
+            "hdr.Event = \"(?i)^presence\"",
+            "handle_subscribe()",
+        ],
     );
     let notify = route_with(&toml, "pua_xmpp_notify()");
     assert_has(notify, &["on_fail = \"481 Call/Transaction Does Not Exist\"", "reply = \"200 OK\""]);

@@ -153,6 +153,11 @@ fn user_regex(re: &str) -> Option<String> {
     Some(format!("^[a-zA-Z]+:(?:{body})@"))
 }
 
+/// Kamailio matches `=~` case-insensitively (POSIX extended, REG_ICASE).
+fn icase(re: &str) -> String {
+    format!("(?i){re}")
+}
+
 fn quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -626,6 +631,13 @@ impl<'a> Translator<'a> {
 
     /// `st` with `g` added, or the guard's known value on this path.
     fn add_guard(&mut self, st: &St, g: Guard, line: usize) -> Result<St, bool> {
+        if let Guard::Ruri(re) | Guard::Hdr(_, re) = &g
+            && let Err(e) = regex::Regex::new(re)
+        {
+            let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            self.report(line, format!("the regex `{re}` is not one puahost reads ({first}); assumed true"));
+            return Err(true);
+        }
         let mut s = st.clone();
         match g {
             Guard::Myself(b) => match st.myself {
@@ -714,18 +726,18 @@ impl<'a> Translator<'a> {
         };
         let atom = match (name, r) {
             ("uri" | "$ru", Expr::Word(w)) if is_eq && w == "myself" => Some(Atom::Guard(Guard::Myself(true))),
-            ("uri" | "$ru", Expr::Str(re)) if is_re => Some(Atom::Guard(Guard::Ruri(re.clone()))),
+            ("uri" | "$ru", Expr::Str(re)) if is_re => Some(Atom::Guard(Guard::Ruri(icase(re)))),
             ("uri" | "$ru", Expr::Str(s)) if is_eq => Some(Atom::Guard(Guard::Ruri(format!("^{}$", regex_escape(s))))),
             ("$rm", Expr::Str(s)) if is_eq => Some(Atom::Known(s.eq_ignore_ascii_case(&self.method))),
             ("$rU", Expr::Pv(n)) if is_eq && n == "$null" => Some(Atom::Guard(Guard::Ruri("^[a-zA-Z]+:[^@]*$".into()))),
             ("$rU", Expr::Str(s)) if is_eq => {
                 Some(Atom::Guard(Guard::Ruri(format!("^[a-zA-Z]+:{}@", regex_escape(s)))))
             }
-            ("$rU", Expr::Str(re)) if is_re => user_regex(re).map(|r| Atom::Guard(Guard::Ruri(r))),
-            ("$ua", Expr::Str(re)) if is_re => Some(Atom::Guard(Guard::Hdr("User-Agent".into(), re.clone()))),
+            ("$rU", Expr::Str(re)) if is_re => user_regex(re).map(|r| Atom::Guard(Guard::Ruri(icase(&r)))),
+            ("$ua", Expr::Str(re)) if is_re => Some(Atom::Guard(Guard::Hdr("User-Agent".into(), icase(re)))),
             (h, Expr::Str(v)) if h.starts_with("$hdr(") && h.ends_with(')') && (is_eq || is_re) => {
                 let hn = h[5..h.len() - 1].to_string();
-                let re = if is_eq { format!("^\\s*{}\\s*$", regex_escape(v)) } else { v.clone() };
+                let re = if is_eq { format!("^\\s*{}\\s*$", regex_escape(v)) } else { icase(v) };
                 Some(Atom::Guard(Guard::Hdr(hn, re)))
             }
             _ => None,
@@ -861,7 +873,7 @@ mod tests {
         assert_eq!(options.ruri.as_deref(), Some("^[a-zA-Z]+:[^@]*$"));
         assert_eq!((options.myself, options.reply.as_deref()), (Some(true), Some("200 Keepalive")));
         let rest: Vec<_> = routes.iter().filter(|x| x.methods.is_empty()).collect();
-        assert_eq!(rest[0].headers, vec![("User-Agent".to_string(), "scanner".to_string())]);
+        assert_eq!(rest[0].headers, vec![("User-Agent".to_string(), "(?i)scanner".to_string())]);
         assert_eq!(rest[0].reply.as_deref(), Some("403 Forbidden"));
         // `uri != myself` is `!(uri == myself)`: the requests for this host go on first ...
         assert_eq!((rest[1].myself, rest[1].actions.as_slice()), (Some(true), &["handle_publish()".to_string()][..]));
@@ -911,5 +923,20 @@ mod tests {
         // nat_uac_test false: no fix_nated_register (not reported: never reached); from_uri ==
         // myself assumed true: the xlog runs.
         assert_eq!(routes, vec![r(&[], &["xlog(\"mine\")", "handle_publish()"])]);
+    }
+
+    #[test]
+    fn regexes_match_without_case_and_bad_ones_are_reported() {
+        let (routes, reports) = translate(
+            "request_route {\n if (uri =~ \"^sip:a(b\") exit;\n if ($rU =~ \"^[0-9]{2}$\") exit;\n handle_publish();\n}",
+        );
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].0, 2);
+        assert!(reports[0].1.contains("not one puahost reads"), "{reports:?}");
+        // The bad regex is taken as true: every request exits there.
+        assert_eq!(routes, vec![r(&[], &[])]);
+        let (routes, _) = translate("request_route {\n if ($rU =~ \"^[0-9]{2}$\") exit;\n handle_publish();\n}");
+        assert_eq!(routes[0].ruri.as_deref(), Some("(?i)^[a-zA-Z]+:(?:[0-9]{2})@"));
+        assert_eq!(routes[1].actions, ["handle_publish()"]);
     }
 }
