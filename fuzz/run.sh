@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(sip_message pidf dialog_info pres_rules jsonrpc config xmpp)
+[ ${#targets[@]} -eq 0 ] && targets=(sip_message pidf dialog_info pres_rules jsonrpc config xmpp winfo)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../target/fuzz}
 cargo +nightly fuzz build -O >/dev/null 2>&1 || cargo +nightly fuzz build -O || exit 2
 failed=0

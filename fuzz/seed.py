@@ -100,3 +100,7 @@ put("sip_message", head)
 put("sip_message", b"OPTIONS sip:al\xff\xfeice@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:te\xc3\x28st@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n")
 put("jsonrpc", "[" * 5000 + "]" * 5000)
 put("config", "a = " + "[" * 5000 + "]" * 5000)
+
+# Watcher-info inputs: resource, then (watcher URI, id) pairs, NUL-separated.
+put("winfo", "sip:alice@example.com\0sip:bob@example.com\0a84b4c76e66710@pc33.atlanta.com\0sip:carol@example.com")
+put("winfo", "sip:a&b@example.com\0sip:\"<x>'@example.com\0id&<>\"'")

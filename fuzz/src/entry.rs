@@ -18,6 +18,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jsonrpc", jsonrpc),
     ("config", config),
     ("xmpp", xmpp),
+    ("winfo", winfo),
 ];
 
 fn uri(u: &SipUri<'_>) {
@@ -286,5 +287,34 @@ pub fn xmpp(data: &[u8]) {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// Watcher-info, as the presence server writes it from a presentity URI and watchers' URIs and
+/// ids (which come from SUBSCRIBEs): the document must be well-formed XML whose watcher text is
+/// the URI, whatever the strings hold (XML's forbidden characters aside: SIP cannot carry them).
+pub fn winfo(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let mut parts = text.split('\0');
+    let resource = parts.next().unwrap_or("");
+    let watchers: Vec<presence::winfo::WatcherEntry> = parts
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|c| presence::winfo::WatcherEntry {
+            uri: c[0].to_string(),
+            id: c.get(1).map_or_else(|| presence::winfo::waiting_id(c[0]), |s| s.to_string()),
+            status: "active",
+        })
+        .collect();
+    let doc = presence::winfo::document(3, true, resource, "presence", &watchers);
+    let xml_chars = |s: &str| {
+        s.chars().all(|c| matches!(c, '\t' | '\n' | '\r' | ' '..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..))
+    };
+    if xml_chars(text) && !text.contains('\r') {
+        let parsed = roxmltree::Document::parse(&doc).unwrap_or_else(|e| panic!("winfo not well-formed ({e}):\n{doc}"));
+        let uris: Vec<&str> =
+            parsed.descendants().filter(|n| n.has_tag_name("watcher")).map(|n| n.text().unwrap_or("")).collect();
+        let want: Vec<&str> = watchers.iter().map(|w| w.uri.as_str()).collect();
+        assert_eq!(uris, want, "watcher URIs survive escaping");
     }
 }
