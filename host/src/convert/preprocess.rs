@@ -276,7 +276,7 @@ impl Pp {
                     }
                     "trydef" if exists => {}
                     _ => {
-                        self.defines.insert(id.to_string(), value.trim().to_string());
+                        self.defines.insert(id.to_string(), strip_line_comment(value).trim().to_string());
                     }
                 }
             }
@@ -436,6 +436,32 @@ impl Pp {
     }
 }
 
+/// `value` up to a `#` or `//` outside quotes (a comment behind a define's value).
+fn strip_line_comment(value: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let b = value.as_bytes();
+    for (i, c) in value.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '#' => return &value[..i],
+            '/' if b.get(i + 1) == Some(&b'/') => return &value[..i],
+            _ => {}
+        }
+    }
+    value
+}
+
 /// Splits `/regex/replacement/flags` (any delimiter, the first character).
 fn split_subst(arg: &str) -> Option<(String, String, String)> {
     let mut chars = arg.chars();
@@ -500,7 +526,7 @@ mod tests {
 
     #[test]
     fn trydef_redefine_undef() {
-        let text = "#!define A 1\n#!trydef A 2\n#!trydef B 3\nA B\n#!redefine A 4\nA\n#!undef A\nA";
+        let text = "#!define A 1 # one\n#!trydef A 2\n#!trydef B 3 // three\nA B\n#!redefine A 4\nA\n#!undef A\nA";
         assert_eq!(run(text, &[]).unwrap(), ["1 3", "4", "A"]);
         assert!(run("#!define A 1\n#!define A 2", &[]).unwrap_err().message.contains("already defined"));
     }
