@@ -87,8 +87,14 @@ fn presence_server() {
     assert!(route_with(&toml, "handle_subscribe()").contains("method = \"SUBSCRIBE\""), "{toml}");
     let options = route_with(&toml, "method = \"OPTIONS\"");
     assert_has(options, &["myself = true", "reply = \"200 OK\""]);
+    // A modparam puahost's presence does not have: reported, not written.
+    assert!(!toml.contains("fallback2db"), "{toml}");
     let name = file.display().to_string();
-    for (needle, why) in [("if (!t_newtran())", "t_newtran"), ("loadmodule \"tm.so\"", "loadmodule tm dropped")] {
+    for (needle, why) in [
+        ("if (!t_newtran())", "t_newtran"),
+        ("loadmodule \"tm.so\"", "loadmodule tm dropped"),
+        ("\"fallback2db\"", "puahost's presence has no such modparam"),
+    ] {
         let l = line_of(&file, needle);
         assert!(stderr.contains(&format!("{name}:{l}: ")), "no report for line {l} in:\n{stderr}");
         assert!(stderr.lines().any(|x| x.starts_with(&format!("{name}:{l}: ")) && x.contains(why)), "{stderr}");
@@ -138,6 +144,8 @@ fn registrar_presence_follows_the_include() {
             // DBURL is defined in the including file, used in the included one
             "[modparam.usrloc]\ndb_mode = 2\ndb_url = \"sqlite://registrar.sqlite\"\ntimer_interval = 10",
             "[modparam.pua_usrloc]\ndefault_domain = \"example.com\"",
+            // "60" for an int modparam: a number, as the module declares it
+            "[modparam.registrar]\ndefault_expires = 3600\nmin_expires = 60\n",
             "[modparam.presence_xml]\ndb_url = \"sqlite://registrar.sqlite\"\nforce_active = 1",
         ],
     );
