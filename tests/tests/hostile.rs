@@ -246,7 +246,8 @@ fn subscribe_flood_from_one_source_is_cut_to_the_budget() {
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(flood(&mut c, &h, 1, Duration::from_secs(2)), 1, "{transport}: served again after the window");
     }
-    assert!(metric(&h, "puahost_sip_requests_rate_limited_total") >= 700, "drops counted on /metrics");
+    // At most 2 x 60 of the 800 were accepted; the rest were dropped and counted.
+    assert!(metric(&h, "puahost_sip_requests_rate_limited_total") >= 600, "drops counted on /metrics");
     still_serving(&mut h);
     h.stop();
 }
