@@ -319,7 +319,14 @@ fn debian_stock_config_with_more_defines() {
     assert!(toml.contains("log_level = \"debug\""), "{toml}");
     assert_reports_point_at_lines(&stderr);
     let auth = line_of(file, "if (!auth_check(");
-    assert!(stderr.contains(&format!("{DEBIAN}:{auth}: auth_check(): authentication is not provided")), "{stderr}");
+    // `if (!auth_check(...)) { auth_challenge(...); exit; }` is auth_db's auth_require.
+    assert!(
+        stderr.contains(&format!("{DEBIAN}:{auth}: auth_check() with a challenge on failure: auth_require()")),
+        "{stderr}"
+    );
+    let register = route_with(&toml, "save(\\\"location\\\")");
+    assert!(register.contains("\"auth_require(\\\"$fd\\\", \\\"subscriber\\\", \\\"1\\\")\", \"save("), "{register}");
+    assert!(toml.contains("loadmodule = [\"usrloc\", \"registrar\", \"auth\", \"auth_db\","), "{toml}");
 }
 
 fn convert_fails(dir: &TempDir, name: &str, cfg: &str, expected: &str, line: usize) {

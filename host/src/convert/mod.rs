@@ -428,7 +428,10 @@ pub fn convert(opts: &Options) -> anyhow::Result<Converted> {
 }
 
 fn route_toml(r: &OutRoute) -> String {
-    let mut s = String::from("\n[[route]]\n");
+    let mut s = match &r.from {
+        Some(o) => format!("\n[[route]]                             # {o}\n"),
+        None => String::from("\n[[route]]\n"),
+    };
     match r.methods.as_slice() {
         [] => {}
         [m] => {

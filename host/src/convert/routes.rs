@@ -31,6 +31,8 @@ pub struct OutRoute {
     pub actions: Vec<String>,
     pub on_fail: Option<String>,
     pub reply: Option<String>,
+    /// The script line the path ends at (its `exit`, or its last call).
+    pub from: Option<Origin>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,6 +45,8 @@ struct St {
     flags: u64,
     relayed: bool,
     depth: usize,
+    /// Preprocessed line of the last statement run.
+    last: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -99,7 +103,7 @@ const CORE_DOES: &[(&str, &str)] = &[
     ("t_on_branch", "branch routes are not translated"),
     ("t_on_reply", "reply routes are not translated"),
     ("t_on_failure", "failure routes are not translated"),
-    ("consume_credentials", "authentication is not translated"),
+    ("consume_credentials", "not provided: the credentials go on with the request"),
     ("xdbg", "debug logging is not translated"),
     ("xinfo", "logging is not translated"),
     ("xnotice", "logging is not translated"),
@@ -136,6 +140,22 @@ const DEFAULT_FAIL: &[(&str, &str)] = &[("lookup", "404 Not Found"), ("save", "5
 
 fn is_reply_fn(name: &str) -> bool {
     matches!(name, "sl_send_reply" | "send_reply" | "t_reply")
+}
+
+/// A failure branch that challenges and stops: `auth_challenge(...); exit;`.
+fn is_challenge(stmts: &[Stmt]) -> bool {
+    let mut challenged = false;
+    for s in stmts {
+        match s {
+            Stmt::Call(c) if is_log_fn(&c.name) => {}
+            Stmt::Call(c) if matches!(c.name.as_str(), "auth_challenge" | "www_challenge" | "proxy_challenge") => {
+                challenged = true;
+            }
+            Stmt::Exit(_) | Stmt::Drop(_) => return challenged,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn is_log_fn(name: &str) -> bool {
@@ -351,6 +371,7 @@ impl<'a> Translator<'a> {
             actions,
             on_fail: st.on_fail,
             reply,
+            from: st.last.map(|l| self.cfg.origin(l)),
         });
     }
 
@@ -373,7 +394,8 @@ impl<'a> Translator<'a> {
             let stmt = &top.stmts[top.pos];
             top.pos += 1;
             match stmt {
-                Stmt::Exit(_) | Stmt::Drop(_) => {
+                Stmt::Exit(line) | Stmt::Drop(line) => {
+                    st.last = Some(*line);
                     self.emit(st);
                     return;
                 }
@@ -396,6 +418,7 @@ impl<'a> Translator<'a> {
                     return;
                 }
                 Stmt::Call(c) => {
+                    st.last = Some(c.line);
                     if c.name == "route" {
                         let target = match c.args.first() {
                             Some(Expr::Word(n)) | Some(Expr::Str(n)) => n.clone(),
@@ -494,6 +517,24 @@ impl<'a> Translator<'a> {
         {
             let (ok, fail) = if negated { (els, then) } else { (then, els) };
             let mut st = st;
+            // `if (!auth_check(...)) { auth_challenge(...); exit; }` is auth_db's auth_require.
+            if matches!(c.name.as_str(), "auth_check" | "www_authorize" | "proxy_authorize")
+                && self.functions.contains_key("auth_require")
+                && is_challenge(fail)
+            {
+                let require = Call { name: "auth_require".into(), args: c.args.clone(), line: c.line };
+                if let Some(action) = self.action(&require) {
+                    self.report(
+                        line,
+                        format!("{}() with a challenge on failure: auth_require() (challenges, or 403 for a wrong password)", c.name),
+                    );
+                    st.actions.push(action);
+                    st.last = Some(c.line);
+                    let mut frames = frames;
+                    frames.push(Frame { stmts: ok, pos: 0, boundary: false });
+                    return self.walk(frames, st);
+                }
+            }
             let Some(action) = self.action(c) else {
                 return self.cases_walk(cond, then, els, line, frames, st);
             };
@@ -808,7 +849,15 @@ mod tests {
             .iter()
             .map(|b| (b.name.to_string(), FnInfo { min_args: b.min_args as usize, max_args: b.max_args as usize }))
             .collect();
-        for (n, min, max) in [("handle_publish", 0, 1), ("handle_subscribe", 0, 1), ("save", 1, 2), ("lookup", 1, 2)] {
+        for (n, min, max) in [
+            ("handle_publish", 0, 1),
+            ("handle_subscribe", 0, 1),
+            ("save", 1, 2),
+            ("lookup", 1, 2),
+            ("auth_check", 2, 3),
+            ("auth_require", 2, 3),
+            ("auth_challenge", 1, 2),
+        ] {
             f.insert(n.into(), FnInfo { min_args: min, max_args: max });
         }
         f
@@ -819,7 +868,10 @@ mod tests {
         let cfg = parse(preprocess_str("t.cfg", script, &[]).unwrap().lines).unwrap();
         let f = functions();
         let mut t = Translator::new(&cfg, &f);
-        let routes = t.translate();
+        let mut routes = t.translate();
+        for r in &mut routes {
+            r.from = None;
+        }
         (routes, t.reports.into_iter().map(|(o, why)| (o.line, why)).collect())
     }
 
@@ -832,6 +884,7 @@ mod tests {
             actions: actions.iter().map(|a| a.to_string()).collect(),
             on_fail: None,
             reply: None,
+            from: None,
         }
     }
 
@@ -938,5 +991,20 @@ mod tests {
         let (routes, _) = translate("request_route {\n if ($rU =~ \"^[0-9]{2}$\") exit;\n handle_publish();\n}");
         assert_eq!(routes[0].ruri.as_deref(), Some("(?i)^[a-zA-Z]+:(?:[0-9]{2})@"));
         assert_eq!(routes[1].actions, ["handle_publish()"]);
+    }
+
+    #[test]
+    fn auth_check_with_a_challenge_is_auth_require() {
+        let (routes, reports) = translate(
+            "request_route {\n if (!auth_check(\"$fd\", \"subscriber\", \"1\")) {\n  auth_challenge(\"$fd\", \"0\");\n  exit;\n }\n handle_publish();\n}",
+        );
+        assert_eq!(routes, vec![r(&[], &["auth_require(\"$fd\", \"subscriber\", \"1\")", "handle_publish()"])]);
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].0 == 2 && reports[0].1.contains("auth_require()"), "{reports:?}");
+        // A failure branch doing something else is not auth_require.
+        let (routes, _) = translate(
+            "request_route {\n if (!auth_check(\"$fd\", \"subscriber\")) { xlog(\"no\"); }\n handle_publish();\n}",
+        );
+        assert_eq!(routes[0].actions[0], "auth_check(\"$fd\", \"subscriber\")");
     }
 }
