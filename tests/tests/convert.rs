@@ -294,6 +294,13 @@ fn debian_stock_config_with_more_defines() {
         ),
         "{toml}"
     );
+    // WITH_AUTH without a database: Kamailio's own config leaves DBURL undefined; the result
+    // is written, and what it lacks is named.
+    let out = convert(&["-D", "WITH_PRESENCE", "-D", "WITH_AUTH", DEBIAN]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let l = line_of(file, "loadmodule \"auth_db.so\"");
+    assert!(stderr.contains(&format!("{DEBIAN}:{l}: module auth_db needs modparam db_url")), "{stderr}");
     // Everything on: nothing breaks, all that is not translated is reported.
     let all = [
         "WITH_PRESENCE",

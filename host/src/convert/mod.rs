@@ -108,6 +108,8 @@ struct Ours {
     name: String,
     line: usize,
     params: HashMap<String, (bool, bool)>,
+    /// Modparams the module cannot start without.
+    required: Vec<String>,
     functions: Vec<(String, FnInfo)>,
 }
 
@@ -186,6 +188,7 @@ pub fn convert(opts: &Options) -> anyhow::Result<Converted> {
                         .iter()
                         .map(|p| (p.name.to_string(), (p.kind == FfiParamKind::INT, p.repeatable)))
                         .collect(),
+                    required: m.info.params.iter().filter(|p| p.required).map(|p| p.name.to_string()).collect(),
                     functions: m
                         .info
                         .functions
@@ -362,6 +365,16 @@ pub fn convert(opts: &Options) -> anyhow::Result<Converted> {
                 ),
             );
             params.push(("http".into(), Val::Str(addr)));
+        }
+    }
+
+    for o in &ours {
+        let set = &modparams.iter().find(|(n, _)| *n == o.name).expect("one per module").1;
+        for r in o.required.iter().filter(|r| !set.iter().any(|(n, _)| n == *r)) {
+            report(
+                o.line,
+                format!("module {} needs modparam {r}, which the config does not set; add it to the result", o.name),
+            );
         }
     }
 
