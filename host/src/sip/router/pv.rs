@@ -57,6 +57,12 @@ pub enum Pv {
     Contact,
     /// `$rb` body.
     Body,
+    /// `$au` user part of the digest username (Proxy-Authorization, else Authorization).
+    AuthUser,
+    /// `$aU` the whole digest username.
+    AuthUsername,
+    /// `$ar` the digest realm.
+    AuthRealm,
     /// `$hdr(Name)` first value of a header.
     Hdr(String),
     /// `$avp(name)` last value of an AVP.
@@ -100,13 +106,15 @@ fn simple(name: &str) -> Option<Pv> {
         "ua" => Pv::UserAgent,
         "ct" => Pv::Contact,
         "rb" => Pv::Body,
+        "au" => Pv::AuthUser,
+        "aU" => Pv::AuthUsername,
+        "ar" => Pv::AuthRealm,
         _ => return None,
     })
 }
 
 /// The variables a config may use, for error messages.
-pub const KNOWN: &str =
-    "$ru $rU $rd $rp $fu $fU $fd $fn $ft $tu $tU $td $tt $ci $cs $rm $si $sp $pr $ua $ct $rb $hdr(Name) $avp(name)";
+pub const KNOWN: &str = "$ru $rU $rd $rp $fu $fU $fd $fn $ft $tu $tU $td $tt $ci $cs $rm $si $sp $pr $ua $ct $rb $au $aU $ar $hdr(Name) $avp(name)";
 
 impl Template {
     /// Parses `text`. `$$` is a literal `$`.
@@ -193,6 +201,33 @@ fn user_host_port(uri: &str, out: &mut String, what: u8) {
     }
 }
 
+/// Parameter `name` of the digest credentials as Kamailio's `$au`/`$ar` read them: the first
+/// Proxy-Authorization, else the first Authorization. Commas inside quotes do not split.
+fn credentials_param<'a>(msg: &Message<'a>, name: &str) -> Option<&'a str> {
+    let value = msg.header(HeaderName::PROXY_AUTHORIZATION).or_else(|| msg.header(HeaderName::AUTHORIZATION))?;
+    let value = std::str::from_utf8(value).ok()?.trim_start();
+    let mut rest = value.split_once(char::is_whitespace)?.1;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (val, next) = match after.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"')?;
+                (&q[..end], &q[end + 1..])
+            }
+            None => {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim_end(), &after[end..])
+            }
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            return Some(val);
+        }
+        rest = next;
+    }
+}
+
 fn value(v: &Pv, ctx: &RequestCtx, out: &mut String) {
     let msg: Message<'_> = ctx.msg.view();
     match v {
@@ -238,6 +273,12 @@ fn value(v: &Pv, ctx: &RequestCtx, out: &mut String) {
         Pv::UserAgent => out.push_str(msg.header_str(HeaderName::USER_AGENT).unwrap_or("")),
         Pv::Contact => out.push_str(msg.header_str(HeaderName::CONTACT).unwrap_or("")),
         Pv::Body => out.push_str(&String::from_utf8_lossy(msg.body())),
+        Pv::AuthUser | Pv::AuthUsername | Pv::AuthRealm => {
+            let key = if *v == Pv::AuthRealm { "realm" } else { "username" };
+            if let Some(val) = credentials_param(&msg, key) {
+                out.push_str(if *v == Pv::AuthUser { val.split('@').next().unwrap_or(val) } else { val });
+            }
+        }
         Pv::Hdr(name) => {
             if let Some(v) = msg.headers_named(name).next() {
                 out.push_str(&String::from_utf8_lossy(v));
@@ -273,6 +314,18 @@ mod tests {
             ]
         );
         assert_eq!(Template::parse("$avp(caller)").unwrap().parts, vec![Part::Var(Pv::Avp("caller".into()))]);
+    }
+
+    #[test]
+    fn reads_digest_username_and_realm() {
+        let raw = b"REGISTER sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest realm=\"a.test\", username=\"alice@b.test\", nonce=\"x,y\", uri=\"sip:a.test\", response=\"0\"\r\nContent-Length: 0\r\n\r\n";
+        let parsed = sip_message::parse(raw).unwrap();
+        let msg = Message::new(raw, &parsed);
+        assert_eq!(credentials_param(&msg, "username"), Some("alice@b.test"));
+        assert_eq!(credentials_param(&msg, "realm"), Some("a.test"));
+        assert_eq!(credentials_param(&msg, "uri"), Some("sip:a.test"), "a quoted comma does not split");
+        assert_eq!(credentials_param(&msg, "opaque"), None);
+        assert_eq!(Template::parse("$au@$ar").unwrap().parts.len(), 3);
     }
 
     #[test]
