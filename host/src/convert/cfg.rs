@@ -94,6 +94,13 @@ fn lex_line(text: &str, line: usize, out: &mut Vec<Token>) -> Result<(), String>
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
                 i += 1;
             }
+            // A network: `src_ip == 10.0.0.0/8`.
+            if i + 1 < b.len() && b[i] == b'/' && b[i + 1].is_ascii_digit() && text[start..i].contains('.') {
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
             let w = &text[start..i];
             match w.parse::<i64>() {
                 Ok(n) => Tok::Int(n),
@@ -695,6 +702,10 @@ mod tests {
 
     #[test]
     fn pseudo_variables_with_transformations() {
+        let c = cfg("request_route { if (src_ip == 10.0.0.0/8) exit; }").unwrap();
+        let Item::Route { body, .. } = &c.items[0] else { panic!() };
+        let Stmt::If { cond: Expr::Cmp(_, "==", net), .. } = &body[0] else { panic!() };
+        assert_eq!(**net, Expr::Word("10.0.0.0/8".into()));
         let c = cfg("request_route { if ($(hdr(X){s.len}) > 0 && $sht(ban=>$si) != $null) exit; }").unwrap();
         let Item::Route { body, .. } = &c.items[0] else { panic!() };
         let Stmt::If { cond: Expr::And(a, _), .. } = &body[0] else { panic!() };
