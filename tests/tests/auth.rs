@@ -53,8 +53,20 @@ do = ["is_subscriber(\"$ru\", \"subscriber\", \"0\")"]
 on_fail = "404 Not Found"
 reply = "200 OK"
 [[route]]
+method = "MESSAGE"
+hdr.X-Check = "proxy"
+do = ["has_credentials(\"sip.test\")", "proxy_authorize(\"\", \"subscriber\")"]
+on_fail = "403 Forbidden"
+reply = "200 OK"
+[[route]]
 method = "OPTIONS"
 do = ["www_challenge(\"\", \"1\")"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["proxy_challenge(\"\", \"0\")"]
+[[route]]
+method = "NOTIFY"
+do = ["auth_challenge(\"\", \"0\")"]
 "#,
         url = db.url
     );
@@ -364,6 +376,24 @@ fn return_codes_and_ha1b() {
     };
     assert_eq!(sub("bob", &mut c), 200);
     assert_eq!(sub("nobody", &mut c), 404);
+    // proxy_challenge, auth_challenge (not a REGISTER: 407), has_credentials, proxy_authorize.
+    let r = c.transact(&req(&c, "NOTIFY", "bob", "alice", 7, &call_id, ""));
+    assert_eq!(status(&r), 407, "auth_challenge on a NOTIFY: {r}");
+    let r = c.transact(&req(&c, "SUBSCRIBE", "bob", "alice", 8, &call_id, ""));
+    assert_eq!(status(&r), 407, "{r}");
+    let ch = header(&r, "Proxy-Authenticate").expect("Proxy-Authenticate");
+    assert_eq!(param(&ch, "realm").as_deref(), Some(REALM), "the From host: {ch}");
+    assert_eq!(param(&ch, "qop"), None, "flags 0, qop unset: {ch}");
+    let proxy = |c: &mut Client, auth: &str, cseq: u32| {
+        let m = req(c, "MESSAGE", "bob", "alice", cseq, &call_id, auth)
+            .replace("Max-Forwards", "X-Check: proxy\r\nMax-Forwards");
+        status(&c.transact(&m))
+    };
+    assert_eq!(proxy(&mut c, "", 9), 403, "has_credentials: none");
+    let www = answer("Authorization", &ch, Algorithm::Md5, "bob", "builder", "MESSAGE", "sip:alice@sip.test", 1);
+    assert_eq!(proxy(&mut c, &www, 10), 403, "Authorization is not Proxy-Authorization");
+    let p = answer("Proxy-Authorization", &ch, Algorithm::Md5, "bob", "builder", "MESSAGE", "sip:alice@sip.test", 1);
+    assert_eq!(proxy(&mut c, &p, 11), 200, "{}", h.log());
     assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
 }
 
