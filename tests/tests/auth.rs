@@ -543,3 +543,25 @@ fn baresip_registers_with_its_password() {
     }
     assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
 }
+
+/// one_time_nonce = 1 (no qop): each nonce authenticates one request; the same credentials
+/// again get a stale challenge.
+#[test]
+fn one_time_nonce_refuses_a_second_use() {
+    let db = e2e::dbs::sqlite();
+    let mut h = host("auth-otn", &db, "one_time_nonce = 1", "");
+    add_subscribers(&db, Algorithm::Md5);
+    let mut c = Client::udp(h.sip_addr());
+    let call_id = format!("otn-{}", std::process::id());
+    let first = req(&c, "REGISTER", "alice", "alice", 1, &call_id, "");
+    let ch = header(&c.transact(&first), "WWW-Authenticate").expect("challenge");
+    assert_eq!(param(&ch, "qop"), None, "{ch}");
+    let auth = answer("Authorization", &ch, Algorithm::Md5, "alice", "wonderland", "REGISTER", &ruri_of(&first), 1);
+    let r = c.transact(&req(&c, "REGISTER", "alice", "alice", 2, &call_id, &auth));
+    assert_eq!(status(&r), 200, "{r}");
+    let r = c.transact(&req(&c, "REGISTER", "alice", "alice", 3, &call_id, &auth));
+    assert_eq!(status(&r), 401, "the nonce was used: {r}");
+    let again = header(&r, "WWW-Authenticate").expect("challenge");
+    assert_eq!(param(&again, "stale").as_deref(), Some("true"), "{again}");
+    assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
+}
