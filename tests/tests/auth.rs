@@ -290,6 +290,13 @@ fn plain_passwords(db: &Database, alg: Algorithm) {
     assert_eq!(status(&ok), 200, "{ok}");
     let (_, wrong) = register_with(&mut c, "bob", "wonderland", alg);
     assert_eq!(status(&wrong), 403, "{wrong}");
+    if alg == Algorithm::Sha256 {
+        // An MD5 answer to a SHA-256 challenge (a downgrade) is not accepted: a new challenge.
+        let (_, md5) = register_with(&mut c, "bob", "builder", Algorithm::Md5);
+        assert_eq!(status(&md5), 401, "{md5}");
+        let (_, ok) = register_with(&mut c, "bob", "builder", alg);
+        assert_eq!(status(&ok), 200, "{ok}");
+    }
     assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
 }
 

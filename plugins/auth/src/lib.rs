@@ -139,8 +139,10 @@ impl Service {
             }
             Some(Ok(c)) => c,
         };
-        let Some(algorithm) = Self::algorithm_of(&c) else {
-            tracing::info!("auth: unsupported algorithm {:?}", c.algorithm);
+        // Only the algorithm the challenges offer: accepting MD5 answers on a SHA-256 server
+        // would let a man in the middle downgrade the exchange.
+        let Some(algorithm) = Self::algorithm_of(&c).filter(|a| *a == self.algorithm) else {
+            tracing::info!("auth: {}: algorithm {:?} is not the one offered", c.username, c.algorithm);
             return out;
         };
         if let Err(e) = c.qop() {
@@ -167,7 +169,9 @@ impl Service {
     fn check_inner(&self, msg: &Message<'_>, realm: &str, hftype: i32, ha1: &str) -> i32 {
         let Some(realm) = self.realm(msg, realm) else { return rc::ERROR };
         let Some(Ok(c)) = Self::find(msg, &realm, hftype) else { return rc::ERROR };
-        let (Some(algorithm), Ok(qop)) = (Self::algorithm_of(&c), c.qop()) else { return rc::ERROR };
+        let (Some(algorithm), Ok(qop)) = (Self::algorithm_of(&c).filter(|a| *a == self.algorithm), c.qop()) else {
+            return rc::ERROR;
+        };
         let nc = c.nc_value().filter(|_| c.qop.is_some());
         let index = match self.nonces.check(c.nonce, nc, now()) {
             Ok(i) => i,
