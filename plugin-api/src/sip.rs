@@ -207,6 +207,17 @@ impl<'a> RequestContext<'a> {
         }
     }
 
+    /// Drops header line `index` (of [`Message::header_entries`]) from the request when the
+    /// relay forwards it (what auth's `consume_credentials` does with the credentials it
+    /// checked). Replies are not affected. Fails when the index is out of range or the host is
+    /// too old to offer it.
+    pub fn remove_header(&self, index: usize) -> Result<(), Error> {
+        let host = self.host()?;
+        let f = host.vtable().sip_remove_header().ok_or_else(|| Error::new("this host cannot remove headers"))?;
+        let i = u32::try_from(index).map_err(|_| Error::new("header index out of range"))?;
+        if f(self.ctx, i) { Ok(()) } else { Err(Error::new(format!("no header line {index} in the request"))) }
+    }
+
     /// The local socket the request arrived on, as Kamailio writes it (`udp:127.0.0.1:5060`);
     /// `None` when the host does not offer it.
     pub fn received_socket(&self) -> Option<String> {

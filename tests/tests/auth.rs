@@ -59,6 +59,11 @@ do = ["has_credentials(\"sip.test\")", "proxy_authorize(\"\", \"subscriber\")"]
 on_fail = "403 Forbidden"
 reply = "200 OK"
 [[route]]
+method = "MESSAGE"
+hdr.X-Check = "relay"
+do = ["proxy_authorize(\"\", \"subscriber\")", "consume_credentials()", "t_relay()"]
+on_fail = "403 Forbidden"
+[[route]]
 method = "OPTIONS"
 do = ["www_challenge(\"\", \"1\")"]
 [[route]]
@@ -571,4 +576,51 @@ fn one_time_nonce_refuses_a_second_use() {
     let again = header(&r, "WWW-Authenticate").expect("challenge");
     assert_eq!(param(&again, "stale").as_deref(), Some("true"), "{again}");
     assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
+}
+
+/// consume_credentials(): the relayed request no longer carries the credentials checked here
+/// (a nonce of this server), while credentials for another server stay.
+#[test]
+fn consume_credentials_keeps_them_from_the_next_hop() {
+    let db = e2e::dbs::sqlite();
+    let mut h = host("auth-consume", &db, "", "");
+    add_subscribers(&db, Algorithm::Md5);
+    let mut c = Client::udp(h.sip_addr());
+    let mut downstream = Client::udp(h.sip_addr());
+    let target = format!("sip:alice@{}", downstream.local());
+    let call_id = format!("consume-{}", std::process::id());
+    let relayed = |c: &Client, auth: &str, cseq: u32| {
+        req(c, "MESSAGE", "bob", "alice", cseq, &call_id, auth)
+            .replacen("sip:alice@sip.test SIP/2.0", &format!("{target} SIP/2.0"), 1)
+            .replace("Max-Forwards", "X-Check: relay\r\nMax-Forwards")
+    };
+    let first = relayed(&c, "", 1);
+    let r = c.transact(&c_subscribe(&c, &call_id));
+    assert_eq!(status(&r), 407, "{r}");
+    let ch = header(&r, "Proxy-Authenticate").expect("challenge");
+    let ours = answer("Proxy-Authorization", &ch, Algorithm::Md5, "bob", "builder", "MESSAGE", &target, 1);
+    let theirs = "Proxy-Authorization: Digest username=\"bob\", realm=\"other.test\", nonce=\"abc\", uri=\"sip:x\", response=\"0\"";
+    assert_eq!(status(&c.transact(&first)), 403, "no credentials");
+    let m = relayed(&c, &format!("{ours}\r\n{theirs}"), 2);
+    c.send(m.as_bytes());
+    let got = downstream.recv(Duration::from_secs(5)).expect("the relayed MESSAGE");
+    assert!(got.starts_with("MESSAGE "), "{got}");
+    let creds = e2e::sip::headers(&got, "Proxy-Authorization");
+    assert_eq!(creds.len(), 1, "ours removed, theirs kept: {got}");
+    assert!(creds[0].contains("other.test"), "{got}");
+    assert!(got.contains("X-Check: relay"), "the rest is as sent: {got}");
+    downstream.answer(&got, &e2e::kamailio::reply(&got, 200, "OK"));
+    let r = loop {
+        let r = c.recv(Duration::from_secs(5)).expect("the 200 upstream");
+        if status(&r) >= 200 {
+            break r;
+        }
+    };
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(h.stop().is_some_and(|s| s.success()), "{}", h.log());
+}
+
+/// A SUBSCRIBE (answered with a proxy challenge by the test config).
+fn c_subscribe(c: &Client, call_id: &str) -> String {
+    req(c, "SUBSCRIBE", "bob", "alice", 9, call_id, "")
 }

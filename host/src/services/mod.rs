@@ -130,6 +130,7 @@ pub fn vtable() -> HostRef {
             sip_set_path,
             db_exec_batch,
             sip_on_relay_reply,
+            sip_remove_header,
         }
         .leak_into_prefix()
     })
@@ -400,6 +401,20 @@ extern "C" fn sip_set_path(ctx: *const c_void, path: RStr<'_>) -> bool {
             true
         }
         None => false,
+    }
+}
+
+extern "C" fn sip_remove_header(ctx: *const c_void, index: u32) -> bool {
+    // SAFETY: see `request_ctx`.
+    match unsafe { request_ctx(ctx) } {
+        Some(c) if (index as usize) < c.msg.view().header_entries().len() => {
+            let mut removed = c.removed_headers.borrow_mut();
+            if !removed.contains(&index) {
+                removed.push(index);
+            }
+            true
+        }
+        _ => false,
     }
 }
 

@@ -73,6 +73,8 @@ pub struct RequestCtx {
     pub path: RefCell<Option<Vec<String>>>,
     /// `record_route()`.
     pub record_route: Cell<bool>,
+    /// Header lines (entries of the header index) the relay leaves out (`sip_remove_header`).
+    pub removed_headers: RefCell<Vec<u32>>,
     /// Modules' callbacks for the replies of the relay's client transaction
     /// (`sip_on_relay_reply`), with the module names; moved into the relay state by `t_relay`.
     pub relay_watchers: RefCell<Vec<(String, plugin_api::ffi::FfiReplyCallback)>>,
@@ -141,6 +143,7 @@ impl RequestCtx {
             dst_uri: RefCell::new(None),
             path: RefCell::new(None),
             record_route: Cell::new(false),
+            removed_headers: RefCell::new(Vec::new()),
             relay_watchers: RefCell::new(Vec::new()),
             to_tag,
         }

@@ -277,6 +277,8 @@ struct NextHop {
     pop_route: bool,
     /// A path vector's Route headers to add (name-addrs, in order).
     path: Option<Vec<String>>,
+    /// Header lines (entries of the header index) left out (`consume_credentials`).
+    removed: Vec<u32>,
 }
 
 /// The destination URI, when set, only changes where the request goes: our own Route is
@@ -294,10 +296,15 @@ fn next_hop(
     let hop = match first {
         Some(top) if core.is_myself(&top) => {
             let second = routes.next().and_then(Result::ok).map(|r| r.uri_str().to_string());
-            NextHop { uri: second.unwrap_or_else(|| ruri.to_string()), pop_route: true, path: None }
+            NextHop {
+                uri: second.unwrap_or_else(|| ruri.to_string()),
+                pop_route: true,
+                path: None,
+                removed: Vec::new(),
+            }
         }
-        Some(top) => NextHop { uri: top, pop_route: false, path: None },
-        None => NextHop { uri: ruri.to_string(), pop_route: false, path: None },
+        Some(top) => NextHop { uri: top, pop_route: false, path: None, removed: Vec::new() },
+        None => NextHop { uri: ruri.to_string(), pop_route: false, path: None, removed: Vec::new() },
     };
     let path = path.filter(|p| !p.is_empty());
     let first_path = path
@@ -406,6 +413,11 @@ fn forward_edits(
         let block: String = path.iter().map(|r| format!("Route: {r}\r\n")).collect();
         edits.insert(path_position(view), block);
     }
+    for &i in &hop.removed {
+        if let Some((start, end)) = line_range(view, i as usize) {
+            edits.replace(start, end, Vec::new());
+        }
+    }
     match view.header_entries().iter().find(|e| e.name == HeaderName::MAX_FORWARDS) {
         Some(e) => {
             let n: u32 =
@@ -431,7 +443,8 @@ pub fn relay(core: &Arc<SipCore>, ctx: RequestCtx) {
     }
     let is_invite = view.method() == Some(Method::Invite);
     let ruri = ctx.ruri();
-    let hop = next_hop(core, &view, &ruri, ctx.dst_uri.borrow().as_deref(), ctx.path.borrow().clone());
+    let mut hop = next_hop(core, &view, &ruri, ctx.dst_uri.borrow().as_deref(), ctx.path.borrow().clone());
+    hop.removed = ctx.removed_headers.borrow().clone();
     let new_ruri = ctx.new_ruri.borrow().clone();
     let record_route = ctx.record_route.get();
     let Some(server) = ctx.tx else {

@@ -369,4 +369,9 @@ pub struct HostVTable {
     /// without a call. Calls for one transaction never overlap. False when `ctx` names no
     /// request. Added after the prefix: a module reads it as an `Option`.
     pub sip_on_relay_reply: extern "C" fn(module: RStr<'_>, ctx: *const c_void, callback: FfiReplyCallback) -> bool,
+    /// Drops header line `index` (an entry of the request's header index) from the request of
+    /// `ctx` when it is relayed (auth's `consume_credentials`). False when `ctx` names no
+    /// request or the index is out of range. Added after the prefix: a module reads it as an
+    /// `Option`.
+    pub sip_remove_header: extern "C" fn(ctx: *const c_void, index: u32) -> bool,
 }

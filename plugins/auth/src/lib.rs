@@ -7,6 +7,9 @@
 //!   `qop="auth"` (also when the `qop` modparam is `auth`). Empty realm: the To host for
 //!   REGISTER, else the From host, without `realm_prefix`. Return 1 (replied), -1 error.
 //! - `auth_challenge(realm, flags)` — `www_challenge` for REGISTER, else `proxy_challenge`.
+//! - `consume_credentials()` — the Authorization / Proxy-Authorization values carrying a
+//!   nonce of this server are left out when the request is relayed (credentials for other
+//!   servers stay): 1, or -1 when there were none.
 //! - `has_credentials(realm)` — 1 when an Authorization or Proxy-Authorization for the realm
 //!   is present, else -1.
 //!
@@ -272,6 +275,36 @@ impl AuthModule {
         self.challenge(call, if register { hf::AUTHORIZATION } else { hf::PROXY_AUTHORIZATION })
     }
 
+    /// Kamailio's `consume_credentials`: the credentials meant for this server (those carrying
+    /// a nonce it signed, expired or not) are left out when the request is relayed, so they do
+    /// not travel to the next hop; credentials for other servers stay. 1 when some were
+    /// removed, -1 when there were none.
+    fn consume_credentials(&self, call: &mut FunctionCall<'_>) -> Result<i32, Error> {
+        let Some(msg) = call.message() else { return Ok(-1) };
+        let now = now();
+        let mut removed = 0;
+        for (i, e) in msg.header_entries().iter().enumerate() {
+            if e.name != HeaderName::AUTHORIZATION && e.name != HeaderName::PROXY_AUTHORIZATION {
+                continue;
+            }
+            let ours = std::str::from_utf8(msg.entry_value(e))
+                .ok()
+                .and_then(|v| Credentials::parse(v).ok())
+                .is_some_and(|c| self.service.nonces.check(c.nonce, None, now) != Err(NonceError::Invalid));
+            if !ours {
+                continue;
+            }
+            match call.request().remove_header(i) {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    tracing::warn!("auth: consume_credentials: {err}");
+                    return Ok(-1);
+                }
+            }
+        }
+        Ok(if removed > 0 { 1 } else { -1 })
+    }
+
     fn has_credentials(&self, call: &mut FunctionCall<'_>) -> Result<i32, Error> {
         let Some(msg) = call.message() else { return Ok(-1) };
         let Some(realm) = self.service.realm(&msg, call.arg(0).unwrap_or("")) else { return Ok(-1) };
@@ -298,6 +331,7 @@ impl Module for AuthModule {
             .function(Function::new("www_challenge", 1..=2, Self::www_challenge).doc("(realm, flags): reply 401 with WWW-Authenticate; flags 1 qop=auth, 2 qop=auth-int, 16 stale; 1 sent, -1 error"))
             .function(Function::new("proxy_challenge", 1..=2, Self::proxy_challenge).doc("(realm, flags): reply 407 with Proxy-Authenticate; flags as www_challenge"))
             .function(Function::new("auth_challenge", 1..=2, Self::auth_challenge).doc("(realm, flags): www_challenge for REGISTER, proxy_challenge otherwise"))
+            .function(Function::new("consume_credentials", 0..=0, Self::consume_credentials).doc("(): the credentials carrying this server's nonces are left out when the request is relayed; 1 removed, -1 none"))
             .function(Function::new("has_credentials", 1..=1, Self::has_credentials).doc("(realm): 1 when the request carries credentials for the realm, else -1"))
             .exports("auth")
     }
