@@ -212,7 +212,16 @@ fn memory_mode_keeps_serving_while_the_database_is_away_and_writes_back() {
         count(&db, "active_watchers"),
         h.log()
     );
-    eprintln!("presentity rows after the outage: {} (of 3 publications)", count(&db, "presentity"));
+    assert!(
+        eventually(Duration::from_secs(20), || count(&db, "presentity") == 3),
+        "the publications made during the outage are written back too: {} rows of 3\n{}",
+        count(&db, "presentity"),
+        h.log()
+    );
     assert!(h.alive());
     h.stop();
+
+    // What a restart reads back: every publication, also those of the outage.
+    let again = Host::start("faults-memory-again", &config(&db.url, "publ_cache = 1\nsubs_db_mode = 2"));
+    assert_eq!(e2e::notify::publications(&again), 3, "{}", again.log());
 }

@@ -198,6 +198,14 @@ impl Module for PresenceModule {
                 Ok(())
             })?;
         }
+        if cfg.publ_cache == 1 && server.storage.is_some() {
+            // Publication writes a database outage held back (nothing to do otherwise).
+            let s = server.clone();
+            host.every("publication-sync", Duration::from_secs(5), move || {
+                s.sync_publications();
+                Ok(())
+            })?;
+        }
         if cfg.subs_db_mode == 3 {
             let s = server.clone();
             host.every("idle-copies", Duration::from_secs(5), move || {

@@ -6,6 +6,7 @@
 //! run outside it. NOTIFYs of one subscription leave one at a time, in order, each with the
 //! next CSeq: the next one is sent when the previous one is answered.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use plugin_api::api::presence::{HookRequest, status};
@@ -78,6 +79,18 @@ pub struct Server {
     state: Mutex<State>,
     pub etags: EtagMaker,
     pub storage: Option<Storage>,
+    /// Publication writes that failed while memory is the truth (publ_cache 1: the database
+    /// was away), by (presentity, event, ETag); the clean pass replays them until they land,
+    /// so an outage loses nothing a restart would read back.
+    unsynced: Mutex<HashMap<(String, String, String), Unsynced>>,
+}
+
+/// A publication write that has not reached the database yet.
+enum Unsynced {
+    /// Write this publication (insert, or update of the row with its ETag).
+    Save(Publication),
+    /// Delete the row with this ETag.
+    Delete,
 }
 
 pub fn now() -> i64 {
@@ -120,6 +133,7 @@ impl Server {
             state: Mutex::new(state),
             etags: EtagMaker::new(now(), std::process::id()),
             storage,
+            unsynced: Mutex::new(HashMap::new()),
         }
     }
 
@@ -417,22 +431,80 @@ impl Server {
         self.storage.is_some() && self.cfg.publ_cache != 2
     }
 
+    fn unsynced(&self) -> MutexGuard<'_, HashMap<(String, String, String), Unsynced>> {
+        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the unsynced write of (pres_uri, event, etag) off the list: the write at hand
+    /// supersedes it.
+    fn take_unsynced(&self, pres_uri: &str, event: &str, etag: &str) -> Option<Unsynced> {
+        let mut u = self.unsynced();
+        if u.is_empty() {
+            return None;
+        }
+        u.remove(&(pres_uri.to_string(), event.to_string(), etag.to_string()))
+    }
+
     fn store_publication(&self, pres_uri: &str, event: &str, old_etag: Option<&str>, p: &Publication) {
-        if let Some(s) = &self.storage
-            && self.cfg.publ_cache != 2
-            && let Err(e) = s.save_publication(pres_uri, event, old_etag, p)
-        {
-            tracing::error!("presence: storing the publication of {pres_uri}: {e}");
+        let Some(s) = self.storage.as_ref().filter(|_| self.cfg.publ_cache != 2) else { return };
+        // An old version that never reached the database has no row to update.
+        let old_in_db = old_etag.filter(|o| !matches!(self.take_unsynced(pres_uri, event, o), Some(Unsynced::Save(_))));
+        self.take_unsynced(pres_uri, event, &p.etag);
+        let written = s.save_publication(pres_uri, event, old_in_db, p).and_then(|rows| match (rows, old_in_db) {
+            // The row to update is not there (gone in the outage): memory is the truth.
+            (0, Some(_)) => s.save_publication(pres_uri, event, None, p),
+            _ => Ok(rows),
+        });
+        if let Err(e) = written {
+            tracing::error!("presence: storing the publication of {pres_uri}: {e} (written again later)");
+            let mut u = self.unsynced();
+            if let Some(old) = old_in_db {
+                u.insert((pres_uri.to_string(), event.to_string(), old.to_string()), Unsynced::Delete);
+            }
+            u.insert((pres_uri.to_string(), event.to_string(), p.etag.clone()), Unsynced::Save(p.clone()));
         }
     }
 
     fn delete_publication(&self, pres_uri: &str, event: &str, etag: &str) {
-        if let Some(s) = &self.storage
-            && self.cfg.publ_cache != 2
-            && let Err(e) = s.delete_publication(pres_uri, event, etag)
-        {
-            tracing::error!("presence: deleting the publication of {pres_uri}: {e}");
+        let Some(s) = self.storage.as_ref().filter(|_| self.cfg.publ_cache != 2) else { return };
+        if let Some(Unsynced::Save(_)) = self.take_unsynced(pres_uri, event, etag) {
+            return; // never written: nothing to delete
         }
+        if let Err(e) = s.delete_publication(pres_uri, event, etag) {
+            tracing::error!("presence: deleting the publication of {pres_uri}: {e} (done again later)");
+            self.unsynced().insert((pres_uri.to_string(), event.to_string(), etag.to_string()), Unsynced::Delete);
+        }
+    }
+
+    /// Replays the publication writes an outage left undone (every 5 s); the ones that fail
+    /// again wait for the next pass. Returns how many landed.
+    pub fn sync_publications(&self) -> usize {
+        let Some(s) = self.storage.as_ref().filter(|_| self.cfg.publ_cache != 2) else { return 0 };
+        let todo: Vec<_> = std::mem::take(&mut *self.unsynced()).into_iter().collect();
+        if todo.is_empty() {
+            return 0;
+        }
+        let mut landed = 0;
+        for ((uri, event, etag), w) in todo {
+            let done = match &w {
+                Unsynced::Save(p) => s
+                    .save_publication(&uri, &event, Some(&etag), p)
+                    .and_then(|rows| if rows == 0 { s.save_publication(&uri, &event, None, p) } else { Ok(rows) }),
+                Unsynced::Delete => s.delete_publication(&uri, &event, &etag),
+            };
+            match done {
+                Ok(_) => landed += 1,
+                Err(e) => {
+                    tracing::debug!("presence: publication of {uri} still not written: {e}");
+                    // A newer write for the key, made meanwhile, wins over this one.
+                    self.unsynced().entry((uri, event, etag)).or_insert(w);
+                }
+            }
+        }
+        if landed > 0 {
+            tracing::info!("presence: {landed} publication writes held during a database outage are written");
+        }
+        landed
     }
 
     // ---------------------------------------------------------------------------------------
