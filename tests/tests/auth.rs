@@ -3,7 +3,7 @@
 //! challenge), an expired nonce answered 401 `stale=true`, a PUBLISH for someone else's From
 //! refused with 403 (auth_check flag 1) and the owner's accepted after a 407; subscribers with
 //! HA1 columns (ha1 and, for `user@domain` usernames, ha1b) and with plain passwords
-//! (calculate_ha1 = 1, MD5 and SHA-256) on SQLite and PostgreSQL; malformed credentials never
+//! (calculate_ha1 = 1, MD5 and SHA-256) on SQLite, PostgreSQL and MariaDB; malformed credentials never
 //! hurt the host; sipp's `[authentication]` (MD5 digest) registers.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -308,10 +308,12 @@ fn plain_passwords(db: &Database, alg: Algorithm) {
 database_tests! {
     register_sqlite: "sqlite", register_flow;
     register_postgres: "postgres", register_flow;
+    register_mariadb: "mariadb", register_flow;
     publish_identity_sqlite: "sqlite", publish_identity;
     publish_identity_postgres: "postgres", publish_identity;
     plain_passwords_sqlite: "sqlite", |db| plain_passwords(db, Algorithm::Md5);
     plain_passwords_postgres: "postgres", |db| plain_passwords(db, Algorithm::Md5);
+    plain_passwords_mariadb: "mariadb", |db| plain_passwords(db, Algorithm::Md5);
     plain_passwords_sha256_sqlite: "sqlite", |db| plain_passwords(db, Algorithm::Sha256);
 }
 
