@@ -66,6 +66,22 @@ impl Drop for TempDir {
     }
 }
 
+/// The routes of a presence server in a test config: PUBLISH to `handle_publish()`, SUBSCRIBE
+/// to `handle_subscribe()` (use as `{PRESENCE_ROUTES}` in a `format!` of the config).
+pub const PRESENCE_ROUTES: &str = r#"[[route]]
+method = "PUBLISH"
+do = ["handle_publish()"]
+[[route]]
+method = "SUBSCRIBE"
+do = ["handle_subscribe()"]
+"#;
+
+/// A route answering OPTIONS 200 (a load balancer's probes, a liveness check).
+pub const OPTIONS_ROUTE: &str = r#"[[route]]
+method = "OPTIONS"
+reply = "200 OK"
+"#;
+
 /// The modules the project ships: pua (pua-core/) and every directory of plugins/ (as
 /// scripts/module-docs.sh and packaging/build-deb.sh list them).
 pub fn shipped_modules() -> Vec<String> {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::PRESENCE_ROUTES;
 use e2e::sip::{Client, header, request, status};
 use e2e::{Host, eventually};
 
@@ -113,13 +114,7 @@ db_url = "{db_url}"
 [modparam.presence_xml]
 db_url = "{db_url}"
 force_active = 1
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
+{PRESENCE_ROUTES}"#
     )
 }
 

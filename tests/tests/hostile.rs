@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use e2e::notify::publications;
 use e2e::sip::{Client, header, request, status};
 use e2e::{Host, eventually};
+use e2e::{OPTIONS_ROUTE, PRESENCE_ROUTES};
 use serde_json::json;
 
 const MAX_MESSAGE: usize = 16_384;
@@ -35,16 +36,7 @@ subs_db_mode = 1
 [modparam.presence_xml]
 db_url = "sqlite://presence.sqlite"
 force_active = 1
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-[[route]]
-method = "OPTIONS"
-reply = "200 OK"
-"#
+{PRESENCE_ROUTES}{OPTIONS_ROUTE}"#
     )
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::PRESENCE_ROUTES;
 use e2e::kamailio::{Kamailio, reply};
 use e2e::notify::{body, cseq_of, next_notify, publications};
 use e2e::sip::{Client, header, request, status};
@@ -44,13 +45,7 @@ db_url = "{db_url}"
 [modparam.presence_xml]
 db_url = "{db_url}"
 {xml}
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
+{PRESENCE_ROUTES}"#
     )
 }
 
@@ -807,13 +802,7 @@ integrated_xcap_server = 1
 [modparam.xcap_server]
 db_url = "sqlite://presence.sqlite"
 http = "127.0.0.1:{xcap_port}"
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
+{PRESENCE_ROUTES}"#
     );
     let h = Host::start("presence-xcap", &config);
     let db = h.dir.join("presence.sqlite");

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::Host;
+use e2e::PRESENCE_ROUTES;
 use e2e::notify::{body, next_notify, no_notify, publications};
 use e2e::sip::{Client, header, request, status};
 use serde_json::json;
@@ -40,13 +41,7 @@ http = "127.0.0.1:@HTTP@"
 db_url = "sqlite://presence.sqlite"
 [modparam.presence_dialoginfo]
 {dialoginfo}
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
+{PRESENCE_ROUTES}"#
         ),
     )
 }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use e2e::PRESENCE_ROUTES;
 use e2e::notify::{next_notify_within, publications};
 use e2e::sip::{Client, request, status};
 use e2e::{Host, eventually};
@@ -51,13 +52,7 @@ default_domain = "example.com"
 [modparam.presence_xml]
 force_active = 1
 {routes}
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-"#
+{PRESENCE_ROUTES}"#
     );
     Host::start(name, &config)
 }

@@ -9,6 +9,7 @@ use e2e::kamailio::Kamailio;
 use e2e::notify::{body, cseq_of, next_notify};
 use e2e::sip::{Client, header, request, status};
 use e2e::{Host, free_port};
+use e2e::{OPTIONS_ROUTE, PRESENCE_ROUTES};
 
 /// A presence server on `port` whose Contact (server_address) is the balancer.
 fn server(name: &str, port: u16, db_url: &str, balancer: u16) -> Host {
@@ -31,16 +32,7 @@ server_address = "sip:127.0.0.1:{balancer}"
 [modparam.presence_xml]
 db_url = "{db_url}"
 force_active = 1
-[[route]]
-method = "PUBLISH"
-do = ["handle_publish()"]
-[[route]]
-method = "SUBSCRIBE"
-do = ["handle_subscribe()"]
-[[route]]
-method = "OPTIONS"
-reply = "200 OK"
-"#
+{PRESENCE_ROUTES}{OPTIONS_ROUTE}"#
         ),
     )
 }
