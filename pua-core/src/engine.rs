@@ -782,10 +782,13 @@ impl<R: Records> Engine<R> {
 
     /// `pua_update_contact()`: the NOTIFY's Contact becomes the dialog's remote target. The
     /// dialog is found by Call-ID, local tag = the NOTIFY's To-tag and remote tag = its From-tag
-    /// (Kamailio swaps the tags and never finds it).
+    /// (Kamailio swaps the tags and never finds it). A NOTIFY that overtook the SUBSCRIBE's 2xx
+    /// (RFC 6665 §4.1.2.4: the subscriber must be prepared for it) matches the temporary
+    /// dialog, as `is_dialog` says (1); the 2xx, when it comes, sets the remote tag and target.
     pub fn update_contact(&mut self, call_id: &str, local_tag: &str, remote_tag: &str, contact: &str) -> bool {
         let Some(mut r) = self.records.find_dialog(call_id, local_tag) else { return false };
         match r.subs_mut() {
+            Some(s) if s.to_tag.is_empty() => return true,
             Some(s) if s.to_tag == remote_tag => {
                 s.remote_contact = uri_of(contact).to_string();
             }

@@ -390,6 +390,33 @@ fn update_contact_and_lookups() {
     assert!(e.subs_list("other").is_empty());
 }
 
+/// RFC 6665 §4.1.2.4: the first NOTIFY may arrive before the SUBSCRIBE's 2xx (two receiver
+/// threads, or reordering on the wire); `pua_update_contact()` matches the temporary dialog
+/// instead of failing the route (which answered the NOTIFY 481 and lost the subscription).
+#[test]
+fn a_notify_before_the_2xx_matches_the_temporary_dialog() {
+    let mut e = engine();
+    let (k, req) = sent(&e.send_subscribe(subscribe(600, 1), 0).unwrap());
+    let d = dialog_key(&req.call_id, &req.from_tag, "r");
+    assert_eq!(e.is_dialog(&d), 1, "temporary until the 2xx");
+    assert!(e.update_contact(&req.call_id, &req.from_tag, "r", "<sip:b@h1>"));
+    assert_eq!(e.is_dialog(&d), 1, "still temporary: the 2xx establishes it");
+    assert!(!e.update_contact("other-call", &req.from_tag, "r", "<sip:b@h1>"), "another dialog is not matched");
+    e.on_reply(
+        k,
+        &ReplyInfo {
+            code: 200,
+            expires: Some(600),
+            to_tag: Some("r".into()),
+            contact: Some("sip:b@h1".into()),
+            ..Default::default()
+        },
+        0,
+    );
+    assert_eq!(e.is_dialog(&d), 0);
+    assert_eq!(e.records.all()[0].subs().unwrap().remote_contact, "sip:b@h1");
+}
+
 #[test]
 fn xmpp_initial_subscriptions_are_stored_as_xmpp_subscribe() {
     let mut e = engine();
