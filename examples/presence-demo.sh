@@ -16,7 +16,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ready() { for _ in $(seq 100); do grep -q ' ready modules=' "$1" && return 0; sleep 0.1; done; cat "$1"; return 1; }
+# Waits up to 30 s until a host answers RPC (its listeners start last); on failure says why on
+# stderr. (Its log is at warning level here, so the "ready" line cannot be waited for.)
+ready() {
+  for _ in $(seq 300); do "$bin" rpc --url "http://127.0.0.1:$2/RPC" core.version >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "FAILED: $1 does not answer RPC on port $2:" >&2; cat "$1" >&2; exit 1
+}
 
 srv_sip=$(free_port); srv_http=$(free_port); srv_xcap=$(free_port); cli_sip=$(free_port); cli_http=$(free_port)
 sed -e "s/127.0.0.1:5060/127.0.0.1:$srv_sip/g" -e "s/127.0.0.1:5080/127.0.0.1:$srv_http/" \
@@ -30,7 +35,8 @@ sed -e "s/127.0.0.1:5060/127.0.0.1:$cli_sip/g" -e "s/127.0.0.1:5080/127.0.0.1:$c
 echo "== presence server on 127.0.0.1:$srv_sip (RPC http://127.0.0.1:$srv_http/RPC), client on 127.0.0.1:$cli_sip"
 "$bin" run -c "$dir/server.toml" >"$dir/server.log" 2>&1 & pids+=($!)
 "$bin" run -c "$dir/client.toml" >"$dir/client.log" 2>&1 & pids+=($!)
-ready "$dir/server.log" && ready "$dir/client.log"
+ready "$dir/server.log" "$srv_http"
+ready "$dir/client.log" "$cli_http"
 
 client() { "$bin" rpc --url "http://127.0.0.1:$cli_http/RPC" "$@"; }
 server() { "$bin" rpc --url "http://127.0.0.1:$srv_http/RPC" "$@"; }
