@@ -66,6 +66,30 @@ impl Drop for TempDir {
     }
 }
 
+/// baresip (Debian's baresip-core, a real SIP phone) in `dir` with one account line (the
+/// `accounts` file: `<sip:user@domain>;outbound=...;regint=...`), listening on a free loopback
+/// port; it quits after `quit_after` seconds. Its log is `dir/baresip.log`.
+pub fn baresip(dir: &Path, account: &str, quit_after: u32) -> Child {
+    std::fs::create_dir_all(dir).expect("baresip dir");
+    let port = free_port();
+    std::fs::write(
+        dir.join("config"),
+        format!("sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\taccount.so\n"),
+    )
+    .expect("config");
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
+    let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
+    Command::new("baresip")
+        .arg("-f")
+        .arg(dir)
+        .args(["-t", &quit_after.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("run baresip")
+}
+
 /// The routes of a presence server in a test config: PUBLISH to `handle_publish()`, SUBSCRIBE
 /// to `handle_subscribe()` (use as `{PRESENCE_ROUTES}` in a `format!` of the config).
 pub const PRESENCE_ROUTES: &str = r#"[[route]]

@@ -504,31 +504,11 @@ fn sipp_registers_with_digest() {
 /// baresip (Debian's baresip-core) as a real phone with `user@sip.test` and `password`,
 /// registering through `h`; quits after `quit_after` seconds.
 fn baresip(dir: &std::path::Path, h: &Host, user: &str, password: &str, quit_after: u32) -> std::process::Child {
-    std::fs::create_dir_all(dir).expect("baresip dir");
-    let port = e2e::free_port();
-    std::fs::write(
-        dir.join("config"),
-        format!("sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\taccount.so\n"),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:{user}@{REALM}>;auth_pass={password};outbound=\"sip:127.0.0.1:{}\";regint=600;answermode=manual\n",
-            h.sip
-        ),
-    )
-    .expect("accounts");
-    let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
-    std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(dir)
-        .args(["-t", &quit_after.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("run baresip")
+    let account = format!(
+        "<sip:{user}@{REALM}>;auth_pass={password};outbound=\"sip:127.0.0.1:{}\";regint=600;answermode=manual",
+        h.sip
+    );
+    e2e::baresip(dir, &account, quit_after)
 }
 
 /// baresip answers the 401 with its password and registers; with a wrong password it gets

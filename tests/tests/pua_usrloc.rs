@@ -290,28 +290,9 @@ do = ["save(\"location\")"]
 /// baresip (Debian's baresip-core, a real SIP phone) as the phone, in `dir`, registering as
 /// `user@example.com` through `host` for `regint` seconds.
 fn baresip(dir: &std::path::Path, h: &Host, user: &str, regint: u32, quit_after: u32) -> std::process::Child {
-    std::fs::create_dir_all(dir).expect("baresip dir");
-    let port = e2e::free_port();
-    std::fs::write(
-        dir.join("config"),
-        format!("sip_listen\t127.0.0.1:{port}\nmodule_path\t/usr/lib/baresip/modules\nmodule\taccount.so\n"),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!("<sip:{user}@example.com>;outbound=\"sip:127.0.0.1:{}\";regint={regint};answermode=manual\n", h.sip),
-    )
-    .expect("accounts");
-    let log = std::fs::File::create(dir.join("baresip.log")).expect("log");
-    std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(dir)
-        .args(["-t", &quit_after.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("run baresip")
+    let account =
+        format!("<sip:{user}@example.com>;outbound=\"sip:127.0.0.1:{}\";regint={regint};answermode=manual", h.sip);
+    e2e::baresip(dir, &account, quit_after)
 }
 
 /// The acceptance with a real phone: baresip registers, the watcher sees open; baresip quits
